@@ -1,0 +1,42 @@
+/**
+ * The audit trail: one JSON line per event (pino), to a file or stdout. Every line
+ * carries the session id and, where known, who (workload, pid, uid, comm) and what
+ * (target, original destination).
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import pino, { type Logger } from 'pino';
+
+export type AuditEvent =
+  | 'session.start'
+  | 'session.end'
+  | 'connect.refused'
+  | 'query'
+  | 'cancel'
+  | 'redirect.attached'
+  | 'daemon.stop';
+
+export interface Audit {
+  event(event: AuditEvent, fields: Record<string, unknown>): void;
+  flush(): void;
+}
+
+export function createAudit(file?: string): Audit {
+  if (file) mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  // queries are sensitive: the trail is root-only
+  const dest = pino.destination({ dest: file ?? 1, sync: false, mkdir: true, mode: 0o600 });
+  const log: Logger = pino(
+    { base: undefined, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg', formatters: { level: (label) => ({ level: label }) } },
+    dest,
+  );
+  return {
+    event: (event, fields) => log.info({ event, ...fields }),
+    flush: () => {
+      try {
+        dest.flushSync();
+      } catch {
+        // not open yet: nothing buffered to lose
+      }
+    },
+  };
+}

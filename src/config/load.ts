@@ -1,0 +1,462 @@
+/**
+ * Reads and validates the Interlock YAML file.
+ *
+ * Validation runs on the plain JS value (doc.toJS()); a side table maps every
+ * field path ("targets[0].upstream.password") to its offset in the text, so any
+ * error can name its line and column without threading YAML nodes through the checks.
+ */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { resolve } from 'node:path';
+import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
+import type {
+  HostPort,
+  InterlockConfig,
+  MaskingRuleDef,
+  PolicyDef,
+  PostgresUpstream,
+  RuleDef,
+  SecretRef,
+  TargetDef,
+  WorkloadDef,
+} from './types.js';
+
+export const PROTOCOLS = ['postgres'] as const;
+export const RULE_ACTIONS = ['allow', 'deny', 'approve'] as const;
+export const STATEMENT_KINDS = [
+  'select', 'insert', 'update', 'delete', 'merge', 'copy_to', 'copy_from', 'create', 'alter', 'drop',
+  'truncate', 'grant', 'revoke', 'set', 'transaction', 'explain', 'call', 'do', 'other',
+] as const;
+export const DETECTORS = ['email', 'credit_card', 'iban', 'ssn', 'phone', 'jwt', 'aws_key', 'private_key'] as const;
+export const MASKING_STRATEGIES = ['redact', 'partial', 'hash'] as const;
+
+const NAME = /^[a-z0-9][a-z0-9._-]*$/i;
+const HOSTNAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
+const DURATION = /^[1-9]\d*[smh]$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  /** '' until the error has been placed in a file (e.g. when thrown by parseHostPort on its own) */
+  readonly file: string;
+  readonly line?: number;
+  readonly column?: number;
+
+  constructor(
+    /** dotted path such as targets[0].upstream.password; '' for file-level problems */
+    readonly field: string,
+    /** what is wrong, without the location prefix */
+    readonly problem: string,
+    where: { file?: string; line?: number; column?: number } = {},
+  ) {
+    const loc = [where.file, where.line, where.line === undefined ? undefined : where.column]
+      .filter((x) => x !== undefined && x !== '')
+      .join(':');
+    super([loc, field, problem].filter((x) => x).join(': '));
+    this.file = where.file ?? '';
+    this.line = where.line;
+    this.column = where.column;
+  }
+}
+
+export function loadConfig(file: string): InterlockConfig {
+  const abs = resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(abs, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : (e as Error).message;
+    throw new ConfigError('', `cannot read config file: ${why}`, { file: abs });
+  }
+  return parseConfig(text, abs);
+}
+
+export function parseConfig(text: string, file: string): InterlockConfig {
+  const lc = new LineCounter();
+  // prettyErrors off: we format the location ourselves from err.pos
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
+  const placed = (field: string, problem: string, offset: number | undefined) => {
+    const lp = offset === undefined ? undefined : lc.linePos(offset);
+    return new ConfigError(field, problem, { file, line: lp?.line, column: lp?.col });
+  };
+
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    throw placed('', `invalid YAML: ${e.message}`, e.pos[0]);
+  }
+  let raw: unknown;
+  try {
+    raw = doc.toJS();
+  } catch (e) {
+    throw placed('', `invalid YAML: ${(e as Error).message}`, undefined); // e.g. alias bombs
+  }
+
+  const offsets = fieldOffsets(doc);
+  try {
+    return buildConfig(raw, resolve(file));
+  } catch (e) {
+    if (!(e instanceof ConfigError) || e.file) throw e;
+    // a missing field has no offset of its own: report it where its nearest ancestor is
+    let f = e.field;
+    while (!offsets.has(f) && f !== '') f = parentPath(f);
+    throw placed(e.field, e.problem, offsets.get(f));
+  }
+}
+
+/**
+ * "127.0.0.3:5432" or "[::1]:5432"; with hostnames, also "db.internal:5432".
+ * IPv6 always needs brackets and a port, so "::ffff:127.0.0.3" is rejected.
+ * Throws a ConfigError for `field` (without file/line; parseConfig adds those).
+ */
+export function parseHostPort(s: string, field = 'address', opts: { hostnames?: boolean } = {}): HostPort {
+  let host: string;
+  let portText: string;
+  if (s.startsWith('[')) {
+    const end = s.indexOf(']');
+    if (end < 0 || s[end + 1] !== ':') fail(field, `expected [IPv6]:port like [::1]:5432, found "${s}"`);
+    host = s.slice(1, end);
+    portText = s.slice(end + 2);
+    if (isIP(host) !== 6) fail(field, `"${host}" is not an IPv6 address`);
+  } else {
+    const parts = s.split(':');
+    if (parts.length === 1) fail(field, `expected host:port like 127.0.0.3:5432, found "${s}" (no port)`);
+    if (parts.length > 2) fail(field, `"${s}": an IPv6 address needs brackets and a port, like [::1]:5432`);
+    [host, portText] = parts as [string, string];
+    checkHost(host, field, opts.hostnames ?? false);
+  }
+  const port = /^\d{1,5}$/.test(portText) ? Number(portText) : 0;
+  if (port < 1 || port > 65535) fail(field, `port "${portText}" is not a number from 1 to 65535`);
+  return { host, port };
+}
+
+// ---------------------------------------------------------------------------
+// The config tree
+
+const TOP_KEYS = ['agents', 'proxy', 'intercept', 'bpf', 'control', 'workloads', 'targets', 'policies', 'audit'];
+
+function buildConfig(raw: unknown, source: string): InterlockConfig {
+  const top = fields(raw ?? {}, '', TOP_KEYS, 'a mapping at the top level');
+  // checked in the usual document order, so the first error reported is the first one a reader meets
+  const agents = { cgroup: top.sub('agents', ['cgroup']).req('cgroup', cgroupPath) };
+  const proxy = { ports: { postgres: top.sub('proxy', ['ports']).sub('ports', ['postgres']).opt('postgres', port, 15432) } };
+  const interceptPorts = top.sub('intercept', ['ports']).sub('ports', ['postgres']);
+  const intercept = { ports: { postgres: interceptPorts.opt('postgres', list(port), [5432]) } };
+  const bpf = { pinDir: top.sub('bpf', ['pinDir']).opt('pinDir', absPath, '/sys/fs/bpf/interlock') };
+  const control = { socket: top.sub('control', ['socket']).opt('socket', absPath, '/run/interlock/control.sock') };
+
+  const workloads = top.opt('workloads', list(workload), []);
+  unique(workloads, 'workloads');
+  const targets = top.opt('targets', list(target), []);
+  unique(targets, 'targets');
+  const byAddress = new Map<string, number>();
+  targets.forEach((t, i) => {
+    const key = `${t.address.host.toLowerCase()}|${t.address.port}`;
+    const j = byAddress.get(key);
+    if (j !== undefined) fail(`targets[${i}].address`, `same address as targets[${j}] ("${targets[j]!.name}")`);
+    byAddress.set(key, i);
+  });
+  const known = { workloads: new Set(workloads.map((w) => w.name)), targets: new Set(targets.map((t) => t.name)) };
+  const policies = top.opt('policies', list(policy(known)), []);
+  unique(policies, 'policies');
+  const audit = { file: top.sub('audit', ['file']).opt('file', absPath) };
+
+  return { source, agents, proxy, intercept, bpf, control, workloads, targets, policies, audit };
+}
+
+function workload(v: unknown, f: string): WorkloadDef {
+  const m = fields(v, f, ['name', 'match', 'groups']);
+  const name = m.req('name', objectName);
+  if (name.toLowerCase() === 'unknown') fail(m.path('name'), '"unknown" is reserved for connections no workload matches');
+  const match = m.req('match', (v, f) => {
+    const mm = fields(v, f, ['cgroup', 'uid']);
+    if (!mm.has('cgroup') && !mm.has('uid')) fail(f, 'needs at least one of cgroup or uid');
+    return { cgroup: mm.opt('cgroup', cgroupPath), uid: mm.opt('uid', uid) };
+  });
+  return { name, match, groups: m.opt('groups', list(str), []) };
+}
+
+function target(v: unknown, f: string): TargetDef {
+  const m = fields(v, f, ['name', 'protocol', 'address', 'upstream']);
+  const name = m.req('name', objectName);
+  const protocol = m.req('protocol', oneOf(PROTOCOLS, 'protocol'));
+  const address = m.req('address', (v, f) => parseHostPort(str(v, f, 'a string like 127.0.0.3:5432'), f));
+  return { name, protocol, address, upstream: m.req('upstream', upstream(address)) };
+}
+
+function upstream(address: HostPort) {
+  return (v: unknown, f: string): PostgresUpstream => {
+    const m = fields(v, f, ['address', 'host', 'port', 'user', 'password', 'database']);
+    let hp: HostPort;
+    if (m.has('address')) {
+      if (m.has('host') || m.has('port')) fail(m.path('address'), 'give either address or host/port, not both');
+      hp = m.req('address', (v, f) => parseHostPort(str(v, f, 'a string like db.internal:5432'), f, { hostnames: true }));
+    } else {
+      // by default the proxy connects to the very address agents dialed
+      hp = { host: m.opt('host', host, address.host), port: m.opt('port', port, address.port) };
+    }
+    return { ...hp, user: m.req('user', str), password: m.opt('password', secretRef), database: m.opt('database', str) };
+  };
+}
+
+function secretRef(v: unknown, f: string): SecretRef {
+  const m = fields(v, f, ['file', 'env'], 'a mapping like { file: /path } or { env: NAME } (passwords are never written inline)');
+  if (m.has('file') === m.has('env')) fail(f, 'give exactly one of file or env');
+  if (m.has('file')) return { file: m.req('file', absPath) };
+  return {
+    env: m.req('env', (v, f) => {
+      const s = str(v, f);
+      if (!ENV_NAME.test(s)) fail(f, `"${s}" is not a valid environment variable name`);
+      return s;
+    }),
+  };
+}
+
+function policy(known: { workloads: Set<string>; targets: Set<string> }) {
+  return (v: unknown, f: string): PolicyDef => {
+    const m = fields(v, f, ['name', 'subjects', 'targets', 'rules', 'masking']);
+    const name = m.req('name', objectName);
+    const subjects = m.req('subjects', (v, f) => {
+      const s = fields(v, f, ['groups', 'workloads']);
+      const groups = s.opt('groups', list(str), []);
+      const workloads = s.opt('workloads', list(ref(known.workloads, 'workload')), []);
+      if (groups.length === 0 && workloads.length === 0) fail(f, 'needs at least one group or workload');
+      return { groups, workloads };
+    });
+    const targets = m.req('targets', (v, f) => {
+      const ts = list(ref(known.targets, 'target'))(v, f);
+      if (ts.length === 0) fail(f, 'needs at least one target');
+      return ts;
+    });
+    return { name, subjects, targets, rules: m.opt('rules', list(rule), []), masking: m.opt('masking', list(masking), []) };
+  };
+}
+
+function rule(v: unknown, f: string): RuleDef {
+  const m = fields(v, f, ['action', 'match', 'message', 'approvers', 'timeout']);
+  const action = m.req('action', oneOf(RULE_ACTIONS, 'action'));
+  const mm = m.sub('match', ['statements', 'relations', 'functions', 'pattern']);
+  const match: RuleDef['match'] = {
+    statements: mm.opt('statements', list(oneOf(STATEMENT_KINDS, 'statement kind'))),
+    relations: mm.opt('relations', list(str)),
+    functions: mm.opt('functions', list(str)),
+    pattern: mm.opt('pattern', regex),
+  };
+  // catches approve-only settings left on a rule whose action was changed
+  for (const k of ['approvers', 'timeout']) {
+    if (m.has(k) && action !== 'approve') fail(m.path(k), 'only applies to action: approve');
+  }
+  return {
+    action,
+    match,
+    message: m.opt('message', str),
+    approvers: m.opt('approvers', list(str)),
+    timeout: m.opt('timeout', duration),
+  };
+}
+
+function masking(v: unknown, f: string): MaskingRuleDef {
+  const m = fields(v, f, ['columns', 'detectors', 'strategy']);
+  const columns = m.opt('columns', list(str));
+  const detectors = m.opt('detectors', list(oneOf(DETECTORS, 'detector')));
+  if (!columns?.length && !detectors?.length) fail(f, 'needs at least one of columns or detectors');
+  return { columns, detectors, strategy: m.req('strategy', oneOf(MASKING_STRATEGIES, 'strategy')) };
+}
+
+// ---------------------------------------------------------------------------
+// Small checks. Each takes the raw value and its field path, and returns the typed value or fails.
+
+type Check<T> = (v: unknown, field: string) => T;
+
+function fail(field: string, problem: string): never {
+  throw new ConfigError(field, problem);
+}
+
+function describe(v: unknown): string {
+  if (v === null || v === undefined) return 'nothing';
+  if (Array.isArray(v)) return 'a sequence';
+  if (typeof v === 'object') return 'a mapping';
+  if (typeof v === 'string') return `the string ${JSON.stringify(v)}`;
+  return `the ${typeof v} ${String(v)}`;
+}
+
+function expected(field: string, what: string, v: unknown): never {
+  fail(field, `expected ${what}, found ${describe(v)}`);
+}
+
+function str(v: unknown, f: string, what = 'a string'): string {
+  if (typeof v !== 'string') expected(f, what, v);
+  if (v === '') fail(f, 'must not be empty');
+  return v;
+}
+
+function list<T>(item: Check<T>): Check<T[]> {
+  return (v, f) => {
+    if (!Array.isArray(v)) expected(f, 'a sequence', v);
+    return v.map((x, i) => item(x, `${f}[${i}]`));
+  };
+}
+
+function oneOf<T extends string>(values: readonly T[], kind: string): Check<T> {
+  return (v, f) => {
+    const s = str(v, f);
+    if (!(values as readonly string[]).includes(s)) fail(f, `unknown ${kind} "${s}" (valid: ${values.join(', ')})`);
+    return s as T;
+  };
+}
+
+function ref(names: Set<string>, kind: string): Check<string> {
+  return (v, f) => {
+    const s = str(v, f);
+    if (!names.has(s)) fail(f, `unknown ${kind} "${s}" (defined: ${[...names].join(', ') || 'none'})`);
+    return s;
+  };
+}
+
+function integer(v: unknown, f: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    expected(f, `an integer from ${min} to ${max}`, v);
+  }
+  return v;
+}
+
+const port: Check<number> = (v, f) => integer(v, f, 1, 65535);
+const uid: Check<number> = (v, f) => integer(v, f, 0, 4294967294); // (uid_t)-1 means "no uid"
+
+function objectName(v: unknown, f: string): string {
+  const s = str(v, f);
+  if (!NAME.test(s)) fail(f, `"${s}" is not a valid name (letters, digits, '.', '_', '-'; starting with a letter or digit)`);
+  return s;
+}
+
+function absPath(v: unknown, f: string): string {
+  const s = str(v, f, 'an absolute path');
+  if (!s.startsWith('/')) fail(f, `"${s}" is not an absolute path`);
+  return s;
+}
+
+/** cgroup paths are relative to the cgroup2 mount; '..' would escape the subtree the daemon watches */
+function cgroupPath(v: unknown, f: string): string {
+  const s = str(v, f, 'a cgroup path like /agents.slice');
+  if (!s.startsWith('/')) fail(f, `"${s}" must start with / (paths are relative to the cgroup2 mount)`);
+  if (s.split('/').includes('..')) fail(f, `"${s}" must not contain '..'`);
+  return s;
+}
+
+function host(v: unknown, f: string): string {
+  const s = str(v, f, 'a hostname or IP address');
+  checkHost(s, f, true);
+  return s;
+}
+
+function checkHost(h: string, f: string, hostnames: boolean): void {
+  if (isIP(h)) return;
+  if (h === '') fail(f, 'missing host');
+  if (/^[\d.]+$/.test(h)) fail(f, `"${h}" is not a valid IPv4 address`);
+  if (!hostnames) {
+    fail(f, `"${h}" is a hostname, but an IP address is required here (like 127.0.0.3:5432 or [::1]:5432): ` +
+      'agents dial an IP address and interception matches on it; put hostnames in upstream');
+  }
+  if (!HOSTNAME.test(h)) fail(f, `"${h}" is not a valid hostname or IP address`);
+}
+
+function regex(v: unknown, f: string): string {
+  const s = str(v, f, 'a regular expression string');
+  try {
+    new RegExp(s);
+  } catch (e) {
+    fail(f, (e as Error).message);
+  }
+  return s;
+}
+
+function duration(v: unknown, f: string): string {
+  if (typeof v !== 'string' || !DURATION.test(v)) expected(f, 'a duration like 30s, 5m or 1h', v);
+  return v;
+}
+
+function unique(items: { name: string }[], f: string): void {
+  const seen = new Map<string, number>();
+  items.forEach((it, i) => {
+    const j = seen.get(it.name);
+    if (j !== undefined) fail(`${f}[${i}].name`, `duplicate name "${it.name}" (also used by ${f}[${j}])`);
+    seen.set(it.name, i);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Mappings with a fixed set of keys
+
+const at = (f: string, k: string) => (f ? `${f}.${k}` : k);
+
+class Fields {
+  constructor(
+    private readonly o: Record<string, unknown>,
+    readonly field: string,
+  ) {}
+
+  path(k: string): string {
+    return at(this.field, k);
+  }
+
+  /** null counts as absent: `password:` with nothing after it is the same as leaving it out */
+  has(k: string): boolean {
+    return Object.hasOwn(this.o, k) && this.o[k] != null;
+  }
+
+  req<T>(k: string, check: Check<T>): T {
+    if (!this.has(k)) fail(this.path(k), Object.hasOwn(this.o, k) ? 'is empty, but a value is required' : 'missing required field');
+    return check(this.o[k], this.path(k));
+  }
+
+  opt<T>(k: string, check: Check<T>): T | undefined;
+  opt<T>(k: string, check: Check<T>, dflt: T): T;
+  opt<T>(k: string, check: Check<T>, dflt?: T): T | undefined {
+    return this.has(k) ? check(this.o[k], this.path(k)) : dflt;
+  }
+
+  /** an optional nested mapping; absent reads as empty so its own defaults apply */
+  sub(k: string, keys: readonly string[]): Fields {
+    return fields(this.has(k) ? this.o[k] : {}, this.path(k), keys);
+  }
+}
+
+function fields(v: unknown, f: string, keys: readonly string[], what = 'a mapping'): Fields {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) expected(f, what, v);
+  for (const k of Object.keys(v)) {
+    if (!keys.includes(k)) fail(at(f, k), `unknown field (expected one of: ${keys.join(', ')})`);
+  }
+  return new Fields(v as Record<string, unknown>, f);
+}
+
+// ---------------------------------------------------------------------------
+// Field path -> text offset
+
+function fieldOffsets(doc: Document): Map<string, number> {
+  const offsets = new Map<string, number>();
+  const walk = (node: unknown, f: string, underKey: boolean): void => {
+    if (isAlias(node)) node = node.resolve(doc);
+    if (!isNode(node)) return;
+    // a block mapping or sequence starts on the line after its key; the key's line reads better
+    const block = (isMap(node) || isSeq(node)) && !node.flow;
+    if (node.range && !(underKey && block)) offsets.set(f, node.range[0]);
+    if (isMap(node)) {
+      for (const pair of node.items) {
+        if (!isScalar(pair.key)) continue; // non-string keys fail as unknown fields, reported at the parent
+        const kf = at(f, String(pair.key.value));
+        if (pair.key.range) offsets.set(kf, pair.key.range[0]);
+        // an empty value has no useful position of its own; keep the key's
+        if (!(isScalar(pair.value) && pair.value.value == null)) walk(pair.value, kf, true);
+      }
+    } else if (isSeq(node)) {
+      node.items.forEach((item, i) => walk(item, `${f}[${i}]`, false));
+    }
+  };
+  walk(doc.contents, '', false);
+  return offsets;
+}
+
+function parentPath(f: string): string {
+  const p = f.replace(/(\.[^.[\]]*|\[\d+\])$/, '');
+  return p === f ? '' : p;
+}

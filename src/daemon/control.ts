@@ -1,0 +1,101 @@
+/**
+ * The daemon's local control socket: root-only (0600 in a 0700 directory), one JSON
+ * request line in, one JSON answer line out.
+ */
+import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { Server, createConnection, createServer } from 'node:net';
+import { dirname } from 'node:path';
+
+export interface SessionSummary {
+  id: string;
+  protocol: string;
+  workload?: string;
+  target?: string;
+  pid?: number;
+  comm?: string;
+  since: string;
+  queries: number;
+}
+
+export interface DaemonStatus {
+  pid: number;
+  since: string;
+  cgroup: string;
+  pinDir: string;
+  links: number;
+  targets: { name: string; protocol: string; address: string }[];
+  sessions: SessionSummary[];
+}
+
+const MAX_REQUEST = 64 * 1024;
+
+export class ControlServer {
+  private server?: Server;
+
+  constructor(private readonly path: string, private readonly status: () => DaemonStatus) {}
+
+  listen(): Promise<void> {
+    mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
+    rmSync(this.path, { force: true }); // a stale socket from a crashed daemon
+    const server = createServer((c) => {
+      let buf = '';
+      c.setEncoding('utf8');
+      c.on('error', () => {});
+      c.on('data', (d: string) => {
+        buf += d;
+        if (buf.length > MAX_REQUEST) return void c.destroy();
+        const nl = buf.indexOf('\n');
+        if (nl < 0) return;
+        c.end(`${JSON.stringify(this.handle(buf.slice(0, nl)))}\n`);
+      });
+    });
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.path, () => {
+        chmodSync(this.path, 0o600);
+        resolve();
+      });
+    });
+  }
+
+  private handle(line: string): unknown {
+    try {
+      const req = JSON.parse(line) as { op?: string };
+      if (req.op === 'status') return { ok: true, status: this.status() };
+      return { ok: false, error: `unknown op ${JSON.stringify(req.op)}` };
+    } catch {
+      return { ok: false, error: 'request is not JSON' };
+    }
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      if (!this.server) return resolve();
+      this.server.close(() => resolve());
+      rmSync(this.path, { force: true });
+    });
+  }
+}
+
+/** Asks a running daemon; rejects when none answers on `path`. */
+export function controlRequest(path: string, op: string, timeoutMs = 3000): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const c = createConnection(path);
+    let buf = '';
+    c.setEncoding('utf8');
+    c.setTimeout(timeoutMs, () => c.destroy(new Error('the daemon did not answer in time')));
+    c.on('connect', () => c.write(`${JSON.stringify({ op })}\n`));
+    c.on('data', (d: string) => (buf += d));
+    c.on('error', reject);
+    c.on('end', () => {
+      try {
+        const res = JSON.parse(buf) as { ok: boolean; error?: string };
+        if (!res.ok) reject(new Error(res.error));
+        else resolve(res);
+      } catch {
+        reject(new Error('malformed answer from the daemon'));
+      }
+    });
+  });
+}

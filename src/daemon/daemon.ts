@@ -1,0 +1,180 @@
+/**
+ * interlockd: attach the redirect, listen where it sends agents, and run one
+ * protocol session per accepted connection. Stopping leaves the redirect pinned,
+ * so agents are refused (never connected directly) until it comes back.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { Server, createServer, type Socket } from 'node:net';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { InterlockConfig } from '../config/types.js';
+import { TargetIndex } from '../config/targets.js';
+import { createAudit, type Audit, type AuditEvent } from '../audit/audit.js';
+import { CgroupDirectory, cgroupOfProcess, findCgroup2Mount, isWithin } from '../identity/cgroups.js';
+import { WorkloadMatcher } from '../identity/workloads.js';
+import { Protocol, formatEndpoint } from '../interception/layout.js';
+import { Redirect } from '../interception/redirect.js';
+import { CancelKeys, sendUpstreamCancel } from '../protocols/postgres/cancel.js';
+import { PostgresSession } from '../protocols/postgres/session.js';
+import { admit, type Admission, type AdmissionDeps } from './admission.js';
+import { ControlServer, type DaemonStatus, type SessionSummary } from './control.js';
+
+/** The loopback address the BPF program rewrites connections to (bpf/interlock.bpf.c). */
+export const PROXY_HOST = '127.0.0.1';
+
+interface LiveSession {
+  summary: SessionSummary;
+  session: PostgresSession;
+}
+
+export class Daemon {
+  private readonly audit: Audit;
+  private readonly sessions = new Map<string, LiveSession>();
+  private readonly cancelKeys = new CancelKeys();
+  private readonly servers: Server[] = [];
+  private redirect?: Redirect;
+  private control?: ControlServer;
+  private admission!: AdmissionDeps;
+  private cgroupPath = '';
+  private readonly startedAt = new Date();
+  private stopping = false;
+
+  constructor(private readonly config: InterlockConfig, private readonly log: Logger) {
+    this.audit = createAudit(config.audit.file);
+  }
+
+  async start(): Promise<void> {
+    const { config } = this;
+    if (process.getuid?.() !== 0) throw new Error('interlock run needs root (BPF attach, cgroup management); see `interlock doctor`');
+    const mount = findCgroup2Mount();
+    if (!mount) throw new Error('no cgroup2 hierarchy is mounted (interlock needs cgroup v2); see `interlock doctor`');
+    const own = cgroupOfProcess();
+    if (own !== undefined && isWithin(own, config.agents.cgroup)) {
+      throw new Error(`interlock itself runs in ${own}, inside the agents' cgroup ${config.agents.cgroup}: its upstream connections would be redirected to itself. Run it outside (systemd: its own unit, not in agents.slice)`);
+    }
+    this.cgroupPath = join(mount, config.agents.cgroup);
+    mkdirSync(this.cgroupPath, { recursive: true });
+
+    this.admission = {
+      targets: new TargetIndex(config.targets),
+      policies: config.policies,
+      cgroups: new CgroupDirectory(mount, config.agents.cgroup),
+      workloads: new WorkloadMatcher(config.workloads),
+    };
+
+    // listen before redirecting, so the first redirected connection finds us
+    await this.listen(config.proxy.ports.postgres, (s) => this.onPostgres(s));
+    this.redirect = Redirect.attach(this.cgroupPath, config.bpf.pinDir);
+    this.redirect.syncTargets(config.targets.map((t) => ({ ip: t.address.host, port: t.address.port, proxyPort: config.proxy.ports.postgres, protocol: Protocol.postgres })));
+    this.redirect.syncPorts(config.intercept.ports.postgres.map((port) => ({ port, proxyPort: config.proxy.ports.postgres, protocol: Protocol.postgres })));
+    this.control = new ControlServer(config.control.socket, () => this.status());
+    await this.control.listen();
+    this.audit.event('redirect.attached', { cgroup: config.agents.cgroup, targets: config.targets.map((t) => t.name) });
+    this.log.info({ cgroup: config.agents.cgroup, pinDir: config.bpf.pinDir, postgres: `${PROXY_HOST}:${config.proxy.ports.postgres}` }, 'interlock ready');
+  }
+
+  private listen(port: number, onConnection: (s: Socket) => void): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const server = createServer({ noDelay: true }, onConnection);
+      server.once('error', (e: NodeJS.ErrnoException) =>
+        reject(new Error(`cannot listen on ${PROXY_HOST}:${port}: ${e.code === 'EADDRINUSE' ? 'the port is in use (another interlock?)' : e.message}`)),
+      );
+      server.listen({ host: PROXY_HOST, port, backlog: 1024 }, () => {
+        server.removeAllListeners('error');
+        server.on('error', (e) => this.log.error({ err: e }, 'listener error'));
+        resolve();
+      });
+      this.servers.push(server);
+    });
+  }
+
+  private onPostgres(client: Socket): void {
+    if (this.stopping) return void client.destroy();
+    client.on('error', () => {}); // the session installs its own; never let an early reset crash us
+    const a = admit(this.takeFlow(client), this.admission);
+    const id = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+    const who = whoFields(id, a);
+    const summary: SessionSummary = {
+      id, protocol: 'postgres', workload: a.identity?.workload, target: a.target?.name, pid: a.origin?.pid,
+      comm: a.origin?.comm, since: new Date().toISOString(), queries: 0,
+    };
+    const session: PostgresSession = new PostgresSession({
+      client,
+      target: a.target,
+      refusal: a.refusal,
+      hooks: {
+        audit: (event, fields) => {
+          if (event === 'query') summary.queries++;
+          this.audit.event(event as AuditEvent, { ...who, ...fields });
+        },
+        cancel: (pid, secret) => this.onCancel(pid, secret, a),
+        registerCancelKey: (upstreamPid, upstreamSecret) =>
+          this.cancelKeys.issue({ sessionId: id, workload: a.identity!.workload, target: a.target!, upstreamPid, upstreamSecret }),
+        closed: () => {
+          this.sessions.delete(id);
+          this.cancelKeys.forget(id);
+        },
+      },
+    });
+    this.sessions.set(id, { summary, session });
+  }
+
+  /** The BPF record for this client; consumed, so each flow is attributed once. */
+  private takeFlow(client: Socket) {
+    const ip = client.remoteAddress, port = client.remotePort;
+    if (!ip || !port || !this.redirect) return null;
+    try {
+      return this.redirect.takeFlow(ip, port);
+    } catch (e) {
+      this.log.error({ err: e }, 'flow lookup failed');
+      return null;
+    }
+  }
+
+  private onCancel(pid: number, secret: number, a: Admission): void {
+    const entry = a.identity ? this.cancelKeys.find(pid, secret, a.identity.workload) : undefined;
+    this.audit.event('cancel', { ...whoFields(undefined, a), cancelled: entry?.sessionId, honoured: entry !== undefined });
+    if (entry) void sendUpstreamCancel(entry);
+  }
+
+  status(): DaemonStatus {
+    return {
+      pid: process.pid,
+      since: this.startedAt.toISOString(),
+      cgroup: this.config.agents.cgroup,
+      pinDir: this.config.bpf.pinDir,
+      links: this.redirect ? Redirect.links(this.config.bpf.pinDir).length : 0,
+      targets: this.config.targets.map((t) => ({ name: t.name, protocol: t.protocol, address: `${t.address.host}:${t.address.port}` })),
+      sessions: [...this.sessions.values()].map((s) => s.summary),
+    };
+  }
+
+  /** Stop accepting, end sessions with a proper error, keep the redirect pinned. */
+  async stop(graceMs = 3000): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    for (const s of this.servers) s.close();
+    for (const { session } of this.sessions.values()) session.shutdown('interlock is shutting down');
+    const deadline = Date.now() + graceMs;
+    while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await this.control?.close();
+    this.audit.event('daemon.stop', { sessionsLeft: this.sessions.size });
+    this.audit.flush();
+  }
+}
+
+function whoFields(session: string | undefined, a: Admission): Record<string, unknown> {
+  const o = a.origin;
+  return {
+    session,
+    workload: a.identity?.workload,
+    groups: a.identity?.groups,
+    target: a.target?.name,
+    dst: o ? formatEndpoint(o.dstIp, o.dstPort) : undefined,
+    pid: o?.pid,
+    uid: o?.uid,
+    comm: o?.comm,
+    cgroup: a.identity?.cgroup,
+  };
+}

@@ -1,0 +1,302 @@
+/**
+ * One agent's PostgreSQL connection through the proxy.
+ *
+ *   startup   SSLRequest/GSSENCRequest → 'N'; StartupMessage checked (database, no
+ *             replication); CancelRequest handed to the cancel registry
+ *   login     upstream login with the vaulted credential; the client is never asked
+ *             for a password; our own BackendKeyData replaces the server's
+ *   relay     client messages framed (each query audited), server bytes streamed
+ *
+ * Any failure ends this session with an ErrorResponse and never throws out of it.
+ */
+import { Socket, connect } from 'node:net';
+import type { TargetDef } from '../../config/types.js';
+import { readSecret } from '../../config/targets.js';
+import { AuthError, UpstreamAuthenticator } from './auth.js';
+import { authenticationOk, backendKeyData, errorResponse, readCString, readErrorFields } from './backend.js';
+import { MessageFramer, ProtocolError, type Frame } from './framer.js';
+import { parseStartupPacket, serializeStartup } from './startup.js';
+
+const T_QUERY = 0x51; // 'Q'
+const T_PARSE = 0x50; // 'P'
+const T_TERMINATE = 0x58; // 'X'
+const B_AUTH = 0x52; // 'R'
+const B_KEY = 0x4b; // 'K'
+const B_ERROR = 0x45; // 'E'
+const B_READY = 0x5a; // 'Z'
+const SSL_NO = Buffer.from('N');
+
+/** Startup parameters an agent may pass through; everything else (options, role tricks) is dropped. */
+const FORWARDED_PARAMS = new Set([
+  'application_name', 'client_encoding', 'datestyle', 'timezone', 'intervalstyle', 'extra_float_digits',
+]);
+
+export interface SessionHooks {
+  /** audit trail for this session; fields are merged with the session's who/what */
+  audit(event: 'session.start' | 'session.end' | 'query' | 'connect.refused', fields: Record<string, unknown>): void;
+  /** a CancelRequest arrived on this connection */
+  cancel(processId: number, secretKey: number): void;
+  /** issue the key the client will use to cancel, remembering the upstream one */
+  registerCancelKey(upstreamPid: number, upstreamSecret: number): { processId: number; secretKey: number };
+  closed(): void;
+}
+
+export interface PostgresSessionOptions {
+  client: Socket;
+  /** undefined: refuse every startup with `refusal` */
+  target?: TargetDef;
+  refusal?: { code: string; message: string };
+  hooks: SessionHooks;
+  connectTimeoutMs?: number;
+}
+
+type Phase = 'startup' | 'login' | 'relay' | 'closed';
+
+export class PostgresSession {
+  private phase: Phase = 'startup';
+  private readonly client: Socket;
+  private upstream?: Socket;
+  private readonly fromClient = new MessageFramer({ startup: true });
+  private readonly fromUpstream = new MessageFramer();
+  private auth?: UpstreamAuthenticator;
+  private bytesIn = 0;
+  private bytesOut = 0;
+  private queries = 0;
+  private endReason = 'client closed';
+  private started = false;
+  private ended = false;
+
+  constructor(private readonly opts: PostgresSessionOptions) {
+    this.client = opts.client;
+    this.client.setNoDelay(true);
+    this.client.on('data', (chunk) => this.guard(() => this.onClientData(chunk)));
+    this.client.on('error', (e) => this.close(`client error: ${e.message}`));
+    this.client.on('end', () => this.close('client closed'));
+    this.client.on('close', () => this.close(this.endReason));
+  }
+
+  /** End the session from outside (daemon stopping): tell the client why. */
+  shutdown(message: string): void {
+    if (this.ended) return;
+    this.fail({ severity: 'FATAL', code: '57P01', message });
+  }
+
+  get stats() {
+    return { phase: this.phase, bytesIn: this.bytesIn, bytesOut: this.bytesOut, queries: this.queries };
+  }
+
+  // --- client side -------------------------------------------------------------
+
+  private onClientData(chunk: Buffer): void {
+    this.bytesIn += chunk.length;
+    this.fromClient.push(chunk);
+    if (this.phase === 'relay') return this.relayClientMessages();
+    while (this.phase === 'startup') {
+      const f = this.fromClient.next();
+      if (!f) break;
+      this.onStartupMessage(f);
+    }
+    // anything sent before login finished waits in the framer until relay begins
+  }
+
+  private onStartupMessage(f: Frame): void {
+    const packet = parseStartupPacket(f.payload);
+    switch (packet.kind) {
+      case 'ssl':
+      case 'gssenc':
+        // loopback to a local proxy: no TLS toward the agent (the upstream leg is ours)
+        this.client.write(SSL_NO);
+        return;
+      case 'cancel':
+        this.opts.hooks.cancel(packet.processId, packet.secretKey);
+        this.close('cancel request');
+        return;
+      case 'startup':
+        this.onStartup(packet.params);
+        return;
+    }
+  }
+
+  private onStartup(params: Record<string, string>): void {
+    const { target, refusal, hooks } = this.opts;
+    this.fromClient.setStartupMode(false);
+    if (!target || refusal) {
+      hooks.audit('connect.refused', { reason: refusal?.message, clientUser: params.user, database: params.database });
+      return this.fail({ severity: 'FATAL', code: refusal?.code ?? '28000', message: refusal?.message ?? 'refused' });
+    }
+    if (params.replication !== undefined && params.replication !== 'false' && params.replication !== '0') {
+      hooks.audit('connect.refused', { reason: 'replication connection', clientUser: params.user });
+      return this.fail({ severity: 'FATAL', code: '28000', message: `replication connections are not allowed through interlock (target ${target.name})` });
+    }
+    const wanted = params.database ?? params.user;
+    const served = target.upstream.database;
+    if (served !== undefined && wanted !== served) {
+      hooks.audit('connect.refused', { reason: `database "${wanted}" is not served`, clientUser: params.user, database: wanted });
+      return this.fail({ severity: 'FATAL', code: '3D000', message: `database "${wanted}" is not served by target ${target.name} (it serves "${served}")` });
+    }
+    let password: string | undefined;
+    try {
+      password = readSecret(target.upstream.password);
+    } catch (e) {
+      return this.fail({ severity: 'FATAL', code: '28000', message: `interlock cannot log in to target ${target.name}: ${(e as Error).message}` });
+    }
+    const upstreamParams: Record<string, string> = { user: target.upstream.user, database: served ?? wanted };
+    const dropped: string[] = [];
+    for (const [k, v] of Object.entries(params)) {
+      if (k === 'user' || k === 'database') continue;
+      if (FORWARDED_PARAMS.has(k.toLowerCase())) upstreamParams[k] = v;
+      else dropped.push(k);
+    }
+    this.started = true;
+    hooks.audit('session.start', { clientUser: params.user, database: upstreamParams.database, upstreamUser: target.upstream.user, droppedParams: dropped.length ? dropped : undefined });
+    this.phase = 'login';
+    this.auth = new UpstreamAuthenticator(target.upstream.user, password);
+    this.connectUpstream(serializeStartup(upstreamParams));
+  }
+
+  private relayClientMessages(): void {
+    const up = this.upstream!;
+    up.cork();
+    try {
+      for (let f = this.fromClient.next(); f; f = this.fromClient.next()) {
+        if (f.type === T_QUERY) this.onQuery(readCString(f.payload, 0)[0]);
+        else if (f.type === T_PARSE) this.onParse(f.payload);
+        if (!up.write(f.raw)) this.client.pause();
+        if (f.type === T_TERMINATE) {
+          this.endReason = 'client terminated';
+          up.end();
+        }
+      }
+    } finally {
+      up.uncork();
+    }
+  }
+
+  private onQuery(sql: string): void {
+    this.queries++;
+    this.opts.hooks.audit('query', { protocol: 'simple', query: sql });
+  }
+
+  private onParse(payload: Buffer): void {
+    const [name, next] = readCString(payload, 0);
+    const [sql] = readCString(payload, next);
+    this.queries++;
+    this.opts.hooks.audit('query', { protocol: 'extended', statement: name || undefined, query: sql });
+  }
+
+  // --- upstream side -----------------------------------------------------------
+
+  private connectUpstream(startup: Buffer): void {
+    const target = this.opts.target!;
+    const { host, port } = target.upstream;
+    const up = connect({ host, port });
+    this.upstream = up;
+    up.setNoDelay(true);
+    up.setTimeout(this.opts.connectTimeoutMs ?? 10_000, () => {
+      if (this.phase === 'login') this.fail({ severity: 'FATAL', code: '08006', message: `target ${target.name} (${host}:${port}) did not answer in time` });
+    });
+    up.on('connect', () => up.write(startup));
+    up.on('data', (chunk) => this.guard(() => this.onUpstreamData(chunk)));
+    up.on('error', (e: NodeJS.ErrnoException) => {
+      if (this.phase === 'login') {
+        this.fail({ severity: 'FATAL', code: '08006', message: `target ${target.name} (${host}:${port}) is unreachable: ${e.code ?? e.message}` });
+      } else this.close(`upstream error: ${e.message}`);
+    });
+    const gone = () => {
+      if (this.phase === 'login') this.fail({ severity: 'FATAL', code: '08006', message: `target ${target.name} closed the connection during login` });
+      else this.close('upstream closed');
+    };
+    up.on('end', gone);
+    up.on('close', gone);
+    up.on('drain', () => this.client.resume());
+    this.client.on('drain', () => up.resume());
+  }
+
+  private onUpstreamData(chunk: Buffer): void {
+    if (this.phase === 'relay') return this.toClient(chunk);
+    this.fromUpstream.push(chunk);
+    while (this.phase === 'login') {
+      const f = this.fromUpstream.next();
+      if (!f) break;
+      this.onLoginMessage(f);
+    }
+    if ((this.phase as Phase) === 'relay') {
+      // whatever followed ReadyForQuery in the same chunk streams on as is
+      for (let f = this.fromUpstream.next(); f; f = this.fromUpstream.next()) this.toClient(f.raw);
+    }
+  }
+
+  private onLoginMessage(f: Frame): void {
+    const target = this.opts.target!;
+    switch (f.type) {
+      case B_AUTH: {
+        let step;
+        try {
+          step = this.auth!.respond(f.payload);
+        } catch (e) {
+          if (!(e instanceof AuthError)) throw e;
+          return this.fail({ severity: 'FATAL', code: '28000', message: `interlock could not log in to target ${target.name}: ${e.message}` });
+        }
+        if (step.reply) this.upstream!.write(step.reply);
+        if (step.done) this.client.write(authenticationOk());
+        return;
+      }
+      case B_ERROR: {
+        const e = readErrorFields(f.payload);
+        return this.fail({ severity: 'FATAL', code: e.C ?? '28000', message: `target ${target.name} refused interlock's login: ${e.M ?? 'no reason given'}` });
+      }
+      case B_KEY: {
+        // the agent gets a key of ours: a cancel must come back through interlock
+        const mine = this.opts.hooks.registerCancelKey(f.payload.readInt32BE(0), f.payload.readInt32BE(4));
+        this.client.write(backendKeyData(mine.processId, mine.secretKey));
+        return;
+      }
+      case B_READY:
+        this.client.write(f.raw);
+        this.phase = 'relay';
+        this.relayClientMessages();
+        return;
+      default: // ParameterStatus, NoticeResponse, NegotiateProtocolVersion
+        this.client.write(f.raw);
+    }
+  }
+
+  private toClient(bytes: Buffer): void {
+    this.bytesOut += bytes.length;
+    if (!this.client.write(bytes)) this.upstream?.pause();
+  }
+
+  // --- endings -------------------------------------------------------------------
+
+  /** Runs a handler so that nothing it throws escapes the session. */
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      if (e instanceof ProtocolError) this.fail({ severity: 'FATAL', code: e.code, message: `invalid message: ${e.message}` });
+      else this.fail({ severity: 'FATAL', code: 'XX000', message: `interlock internal error: ${(e as Error).message}` });
+    }
+  }
+
+  private fail(err: { severity: 'FATAL' | 'ERROR'; code: string; message: string }): void {
+    if (this.ended) return;
+    this.endReason = err.message;
+    if (!this.client.destroyed) this.client.end(errorResponse(err));
+    this.close(err.message);
+  }
+
+  private close(reason: string): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.phase = 'closed';
+    if (this.upstream && !this.upstream.destroyed) this.upstream.end();
+    if (!this.client.destroyed && !this.client.writableEnded) this.client.end();
+    // a peer that never reads its end would hold the socket: give it a moment, then cut
+    setTimeout(() => {
+      this.client.destroy();
+      this.upstream?.destroy();
+    }, 5000).unref();
+    if (this.started) this.opts.hooks.audit('session.end', { reason, bytesIn: this.bytesIn, bytesOut: this.bytesOut, queries: this.queries });
+    this.opts.hooks.closed();
+  }
+}
