@@ -17,16 +17,17 @@ function stopWithLauncher(): void {
 
 export async function runCommand(configFile: string): Promise<number> {
   const config = loadConfig(configFile);
-  const log = pino({ level: process.env.INTERLOCK_LOG_LEVEL ?? 'info', base: { svc: 'interlockd' } }, pino.destination(2));
+  const log = pino({ level: process.env.INTERLOCK_LOG_LEVEL ?? 'info', base: { svc: 'interlockd' } }, pino.destination({ dest: 2, sync: true }));
   const daemon = new Daemon(config, log);
   stopWithLauncher();
   await daemon.start();
-  return new Promise((resolve) => {
+  return new Promise(() => {
     const stop = (signal: string) => {
       log.info({ signal }, 'stopping; the redirect stays attached (agents are refused until restart)');
-      daemon.stop().then(() => resolve(0), (e) => {
+      // exit, not drain: a half-closed socket of a finished session must not keep us up
+      daemon.stop().then(() => process.exit(0), (e) => {
         log.error({ err: e }, 'stop failed');
-        resolve(1);
+        process.exit(1);
       });
     };
     process.once('SIGTERM', () => stop('SIGTERM'));

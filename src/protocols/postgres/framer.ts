@@ -94,6 +94,7 @@ export class MessageFramer {
       }
     } else if (len < 4 || len > this.maxMessageBytes) {
       const type = JSON.stringify(String.fromCharCode(typeByte));
+      if (len > this.maxMessageBytes) throw new ProtocolError(`message type ${type} of ${len} bytes is too large (limit ${this.maxMessageBytes})`);
       throw new ProtocolError(`invalid message length ${len} for message type ${type}`);
     }
   }

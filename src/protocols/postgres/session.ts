@@ -25,6 +25,8 @@ const B_KEY = 0x4b; // 'K'
 const B_ERROR = 0x45; // 'E'
 const B_READY = 0x5a; // 'Z'
 const SSL_NO = Buffer.from('N');
+/** what a client may send ahead while its login is still under way */
+const MAX_EARLY_BYTES = 1 << 20;
 
 /** Startup parameters an agent may pass through; everything else (options, role tricks) is dropped. */
 const FORWARDED_PARAMS = new Set([
@@ -79,6 +81,7 @@ export class PostgresSession {
   shutdown(message: string): void {
     if (this.ended) return;
     this.fail({ severity: 'FATAL', code: '57P01', message });
+    this.upstream?.destroy(); // a backend busy in a query would hold a half-closed socket open
   }
 
   get stats() {
@@ -91,6 +94,7 @@ export class PostgresSession {
     this.bytesIn += chunk.length;
     this.fromClient.push(chunk);
     if (this.phase === 'relay') return this.relayClientMessages();
+    if (this.fromClient.bufferedBytes > MAX_EARLY_BYTES) throw new ProtocolError('too much data before the session was ready');
     while (this.phase === 'startup') {
       const f = this.fromClient.next();
       if (!f) break;

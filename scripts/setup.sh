@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Everything a fresh machine needs before interlock builds, runs or tests: the BPF
+# toolchain (clang, libbpf-dev, bpftool), PostgreSQL 15 and its clients, setpriv,
+# then `npm ci` (which compiles the BPF program, the addon and the TypeScript).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v clang >/dev/null || need+=(clang)
+[[ -f /usr/include/bpf/libbpf.h ]] || need+=(libbpf-dev)
+command -v bpftool >/dev/null || [[ -x /usr/sbin/bpftool ]] || need+=(bpftool)
+[[ -x /usr/lib/postgresql/15/bin/initdb ]] || need+=(postgresql-15)
+command -v psql >/dev/null || need+=(postgresql-client-15)
+command -v pgbench >/dev/null || need+=(postgresql-contrib)
+command -v setpriv >/dev/null || need+=(util-linux)
+if ((${#need[@]})); then
+  echo "setup: installing ${need[*]}" >&2
+  if [[ $(id -u) != 0 ]]; then echo "setup: run as root to install ${need[*]}" >&2; exit 1; fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# npm ci again only when the lock file or the native sources changed since the last build
+stamp=node_modules/.interlock-build
+sum=$(cat package-lock.json binding.gyp bpf/* native/* | sha256sum | cut -c1-16)
+if [[ ! -f $stamp || $(cat "$stamp") != "$sum" || ! -f build/Release/interlock.node ]]; then
+  npm ci --no-audit --no-fund
+  echo "$sum" >"$stamp"
+else
+  npm run --silent build
+fi

@@ -1,0 +1,67 @@
+/** A real PostgreSQL 15 for the tests: SCRAM auth, user app, database orders, statement log. */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const PGBIN = ['/usr/lib/postgresql/15/bin', '/usr/local/bin'].find((d) => existsSync(join(d, 'initdb')))!;
+
+export interface TestPostgres {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+  /** everything the server logged (connections, statements) */
+  log(): string;
+  /** run SQL as the superuser over the unix socket, bypassing everything */
+  superSql(sql: string): string;
+  stop(): void;
+}
+
+function asPostgres(cmd: string, input?: string): string {
+  return execFileSync('su', ['postgres', '-s', '/bin/sh', '-c', cmd], { input, encoding: 'utf8' });
+}
+
+export function startPostgres(dir: string, host = '127.0.0.3', port = 5432): TestPostgres {
+  const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
+  mkdirSync(dir, { recursive: true });
+  chownSync(dir, uid, uid);
+  const data = join(dir, 'data');
+  const logFile = join(dir, 'server.log');
+  writeFileSync(join(dir, 'pw'), 'superpw\n');
+  chownSync(join(dir, 'pw'), uid, uid);
+  asPostgres(`${PGBIN}/initdb -D ${data} -A scram-sha-256 --pwfile=${dir}/pw >/dev/null`);
+  writeFileSync(
+    join(data, 'postgresql.conf'),
+    [
+      `listen_addresses = '${host}'`,
+      `port = ${port}`,
+      `unix_socket_directories = '${dir}'`,
+      `password_encryption = 'scram-sha-256'`,
+      `log_connections = on`,
+      `log_disconnections = on`,
+      `log_statement = 'all'`,
+      `log_line_prefix = '%m [%p] %u@%d '`,
+      `max_connections = 60`,
+      `fsync = off`,
+    ].join('\n') + '\n',
+    { flag: 'a' },
+  );
+  asPostgres(`${PGBIN}/pg_ctl -D ${data} -l ${logFile} -w start >/dev/null`);
+  const password = 's3cret-upstream-pw';
+  const superSql = (sql: string) =>
+    asPostgres(`PGPASSWORD=superpw psql -h ${dir} -p ${port} -d orders -qAtX -v ON_ERROR_STOP=1`, sql);
+  asPostgres(`PGPASSWORD=superpw psql -h ${dir} -p ${port} -d postgres -qAtX -v ON_ERROR_STOP=1`,
+    `CREATE ROLE app LOGIN PASSWORD '${password}'; CREATE DATABASE orders OWNER app;`);
+  superSql(`SET ROLE app;
+    CREATE TABLE customers (id int primary key, name text, email text);
+    INSERT INTO customers VALUES (1,'Ada Lovelace','ada@example.com'),(2,'Alan Turing','alan@example.org');`);
+  return {
+    host, port, user: 'app', password, database: 'orders',
+    log: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''),
+    superSql,
+    stop: () => {
+      spawnSync('su', ['postgres', '-s', '/bin/sh', '-c', `${PGBIN}/pg_ctl -D ${data} -m immediate -w stop`], { stdio: 'ignore' });
+    },
+  };
+}
