@@ -293,6 +293,7 @@ export class PostgresSession {
     if (this.ended) return;
     this.ended = true;
     this.phase = 'closed';
+    if (this.endReason === 'client terminated') reason = this.endReason;
     if (this.upstream && !this.upstream.destroyed) this.upstream.end();
     if (!this.client.destroyed && !this.client.writableEnded) this.client.end();
     // a peer that never reads its end would hold the socket: give it a moment, then cut

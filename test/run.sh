@@ -3,7 +3,7 @@
 # the real eBPF redirect). Ends with a plain "N passed, N failed" line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh || exit 1
+bash deploy/setup.sh || exit 1
 
 report=$(mktemp /tmp/interlock-vitest-XXXXXX.json)
 npx vitest run --reporter=default --reporter=json --outputFile="$report" "$@"
