@@ -11,8 +11,8 @@ status=$?
 node -e '
   const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
   const skipped = r.numPendingTests + r.numTodoTests;
-  // a test file that failed to load (e.g. the e2e gate under INTERLOCK_REQUIRE_BPF) counts as failed
-  const broken = r.testResults.filter((f) => f.status === "failed" && f.assertionResults.length === 0).length;
+  // a file that failed outside its tests (a failed beforeAll, the e2e gate under INTERLOCK_REQUIRE_BPF) counts as a failure
+  const broken = r.testResults.filter((f) => f.status === "failed" && !f.assertionResults.some((t) => t.status === "failed")).length;
   console.log(`${r.numPassedTests} passed, ${r.numFailedTests + broken} failed` + (skipped ? `, ${skipped} skipped` : ""));
 ' "$report" || { echo "0 passed, 1 failed"; status=1; }
 rm -f "$report"

@@ -14,6 +14,7 @@ PG_PASS=demo-vaulted-pw-$RANDOM$RANDOM
 interlock() { node dist/cli/main.js "$@"; }
 
 cleanup() {
+  set +e
   [[ -n ${DAEMON:-} ]] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null
   interlock detach --config "$DEMO/interlock.yaml" >/dev/null 2>&1 || true
   [[ -f $DEMO/pg/data/postmaster.pid ]] && su postgres -s /bin/sh -c "$PGBIN/pg_ctl -D $DEMO/pg/data -m fast -w stop" >/dev/null 2>&1

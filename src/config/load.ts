@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
+import { endpointKey } from './targets.js';
 import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type {
   HostPort,
@@ -151,7 +152,7 @@ function buildConfig(raw: unknown, source: string): InterlockConfig {
   unique(targets, 'targets');
   const byAddress = new Map<string, number>();
   targets.forEach((t, i) => {
-    const key = `${t.address.host.toLowerCase()}|${t.address.port}`;
+    const key = endpointKey(t.address.host, t.address.port);
     const j = byAddress.get(key);
     if (j !== undefined) fail(`targets[${i}].address`, `same address as targets[${j}] ("${targets[j]!.name}")`);
     byAddress.set(key, i);

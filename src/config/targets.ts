@@ -1,11 +1,13 @@
 /** Finding the configured target an agent dialed, and reading its vaulted secret. */
 import { readFileSync } from 'node:fs';
 import type { SecretRef, TargetDef } from './types.js';
-import { toIPv4 } from '../interception/layout.js';
+import { readAddress, writeAddress } from '../interception/layout.js';
 
-/** Canonical "ip:port" key: v4-mapped IPv6 folds to IPv4, IPv6 lower-cased. */
+/** Canonical "ip|port" key: the address as the BPF map holds it (v4-mapped folds to IPv4, IPv6 compressed). */
 export function endpointKey(ip: string, port: number): string {
-  return `${toIPv4(ip) ?? ip.toLowerCase()}|${port}`;
+  const bytes = Buffer.alloc(16);
+  writeAddress(ip, bytes, 0);
+  return `${readAddress(bytes, 0)}|${port}`;
 }
 
 export class TargetIndex {

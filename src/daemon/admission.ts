@@ -33,7 +33,7 @@ export function admit(origin: Origin | null, deps: AdmissionDeps): Admission {
       refusal: { code: '28000', message: 'this connection was not redirected by interlock: dial the target\'s own address, not the proxy port' },
     };
   }
-  const identity = deps.workloads.identify(deps.cgroups.pathOf(origin.cgroupId), origin.uid);
+  const identity = deps.workloads.identify(deps.cgroups.pathOf(origin.cgroupId, origin.pid), origin.uid);
   const target = deps.targets.byAddress(origin.dstIp, origin.dstPort);
   const dst = formatEndpoint(origin.dstIp, origin.dstPort);
   if (!target) {

@@ -38,14 +38,27 @@ export class CgroupDirectory {
   private readonly byId = new Map<bigint, string>();
   private lastScan = 0;
 
-  /** @param mount the cgroup2 mount; @param root the subtree (relative to the mount) to index */
-  constructor(private readonly mount: string, private readonly root: string) {}
+  private readonly root: string;
 
-  /** The path (relative to the mount) of cgroup `id`, or undefined if it is not under the root. */
-  pathOf(id: bigint): string | undefined {
+  /** @param mount the cgroup2 mount; @param root the subtree (relative to the mount) to index */
+  constructor(private readonly mount: string, root: string) {
+    this.root = root.replace(/\/+$/, '');
+  }
+
+  /**
+   * The path (relative to the mount) of cgroup `id`, or undefined if it is not under
+   * the root. `pid`, the process that was in it, is the fast and exact way in: its
+   * /proc entry names the path, which counts once the path's inode is `id`.
+   */
+  pathOf(id: bigint, pid?: number): string | undefined {
     const cached = this.byId.get(id);
     if (cached !== undefined && this.inodeOf(cached) === id) return cached;
     if (cached !== undefined) this.byId.delete(id);
+    const viaPid = pid === undefined ? undefined : cgroupOfProcess(pid);
+    if (viaPid !== undefined && isWithin(viaPid, this.root) && this.inodeOf(viaPid) === id) {
+      this.byId.set(id, viaPid);
+      return viaPid;
+    }
     this.rescan();
     return this.byId.get(id);
   }

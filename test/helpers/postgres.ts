@@ -23,6 +23,8 @@ function asPostgres(cmd: string, input?: string): string {
 }
 
 export function startPostgres(dir: string, host = '127.0.0.3', port = 5432): TestPostgres {
+  const busy = execFileSync('ss', ['-Hltn', `src ${host}:${port}`], { encoding: 'utf8' }).trim();
+  if (busy) throw new Error(`${host}:${port} is already in use (a leftover server from a demo or an earlier run?): ${busy}`);
   const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
   mkdirSync(dir, { recursive: true });
   chownSync(dir, uid, uid);

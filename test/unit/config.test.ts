@@ -162,6 +162,11 @@ describe('parseConfig: errors name file, line and field', () => {
     expectError(edit('audit:', 'audti:'), 21, 'audti', /unknown field \(expected one of: agents, proxy/);
   });
 
+  it('two targets on the same address, one spelled v4-mapped', () => {
+    expect(() => parseConfig(BASE.replace('targets:\n', 'targets:\n  - { name: twin, protocol: postgres, address: "[::ffff:127.0.0.3]:5432", upstream: { user: u } }\n'), 'c.yaml'))
+      .toThrow(/targets\[1\]\.address: same address as targets\[0\] \("twin"\)/);
+  });
+
   it('typo in a nested key', () => {
     expectError(edit('    address: 127', '    adress: 127'), 10, 'targets[0].adress', /unknown field/);
     expectError(edit('database: orders', 'databse: orders'), 14, 'targets[0].upstream.databse', /unknown field/);

@@ -140,6 +140,11 @@ describe('CgroupDirectory', () => {
     expect(dir.pathOf(ino('/agents.slice'))).toBe('/agents.slice');
   });
 
+  it('builds clean paths from a root of / or one with a trailing slash', () => {
+    expect(new CgroupDirectory(mount, '/agents.slice/').pathOf(ino('/agents.slice/bot.service'))).toBe('/agents.slice/bot.service');
+    expect(new CgroupDirectory(mount, '/').pathOf(ino('/system.slice/sshd.service'))).toBe('/system.slice/sshd.service');
+  });
+
   it('gives undefined for a cgroup outside the root', () => {
     const dir = new CgroupDirectory(mount, '/agents.slice');
     expect(dir.pathOf(ino('/system.slice/sshd.service'))).toBeUndefined();

@@ -24,6 +24,12 @@ describe('TargetIndex', () => {
     expect(index.byAddress('127.0.0.4', 5432)).toBeUndefined();
   });
 
+  it('finds an IPv6 target however the config spelled it (the dial is always the compressed form)', () => {
+    const spelled = new TargetIndex([target('long', '2001:0db8:0:0:0:0:0:1', 5432), target('lo', '0:0:0:0:0:0:0:1', 5432)]);
+    expect(spelled.byAddress('2001:db8::1', 5432)?.name).toBe('long');
+    expect(spelled.byAddress('::1', 5432)?.name).toBe('lo');
+  });
+
   it('folds a v4-mapped dial onto the IPv4 target', () => {
     expect(index.byAddress('::ffff:127.0.0.3', 5432)?.name).toBe('v4');
     expect(index.byAddress('::FFFF:127.0.0.3', 6432)?.name).toBe('v4-other-port');
