@@ -17,7 +17,9 @@ export type AuditEvent =
   | 'daemon.stop';
 
 export interface Audit {
-  event(event: AuditEvent, fields: Record<string, unknown>): void;
+  event(event: AuditEvent, fields?: Record<string, unknown>): void;
+  /** A trail whose every line also carries `bindings`, serialized once: per-query lines stay cheap. */
+  with(bindings: Record<string, unknown>): Audit;
   flush(): void;
 }
 
@@ -26,17 +28,25 @@ export function createAudit(file?: string): Audit {
   // queries are sensitive: the trail is root-only
   const dest = pino.destination({ dest: file ?? 1, sync: false, mkdir: true, mode: 0o600 });
   const log: Logger = pino(
-    { base: undefined, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg', formatters: { level: (label) => ({ level: label }) } },
+    {
+      base: undefined,
+      timestamp: pino.stdTimeFunctions.isoTime,
+      messageKey: 'event', // the event name rides as pino's message: no per-line object copy
+      formatters: { level: (label) => ({ level: label }) },
+    },
     dest,
   );
-  return {
-    event: (event, fields) => log.info({ event, ...fields }),
-    flush: () => {
-      try {
-        dest.flushSync();
-      } catch {
-        // not open yet: nothing buffered to lose
-      }
-    },
+  const flush = () => {
+    try {
+      dest.flushSync();
+    } catch {
+      // not open yet: nothing buffered to lose
+    }
   };
+  const wrap = (l: Logger): Audit => ({
+    event: (event, fields) => (fields ? l.info(fields, event) : l.info(event)),
+    with: (bindings) => wrap(l.child(bindings)),
+    flush,
+  });
+  return wrap(log);
 }

@@ -140,7 +140,11 @@ function buildConfig(raw: unknown, source: string): InterlockConfig {
   const top = fields(raw ?? {}, '', TOP_KEYS, 'a mapping at the top level');
   // checked in the usual document order, so the first error reported is the first one a reader meets
   const agents = { cgroup: top.sub('agents', ['cgroup']).req('cgroup', cgroupPath) };
-  const proxy = { ports: { postgres: top.sub('proxy', ['ports']).sub('ports', ['postgres']).opt('postgres', port, 15432) } };
+  const proxyFields = top.sub('proxy', ['ports', 'loginTimeout']);
+  const proxy = {
+    ports: { postgres: proxyFields.sub('ports', ['postgres']).opt('postgres', port, 15432) },
+    loginTimeoutMs: durationMs(proxyFields.opt('loginTimeout', duration, '30s')),
+  };
   const interceptPorts = top.sub('intercept', ['ports']).sub('ports', ['postgres']);
   const intercept = { ports: { postgres: interceptPorts.opt('postgres', list(port), [5432]) } };
   const bpf = { pinDir: top.sub('bpf', ['pinDir']).opt('pinDir', absPath, '/sys/fs/bpf/interlock') };
@@ -369,6 +373,12 @@ function regex(v: unknown, f: string): string {
     fail(f, (e as Error).message);
   }
   return s;
+}
+
+/** '30s' → 30000 (the string already passed `duration`) */
+export function durationMs(d: string): number {
+  const unit = { s: 1000, m: 60_000, h: 3_600_000 }[d[d.length - 1] as 's' | 'm' | 'h'];
+  return Number(d.slice(0, -1)) * unit;
 }
 
 function duration(v: unknown, f: string): string {

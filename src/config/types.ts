@@ -68,6 +68,8 @@ export interface InterlockConfig {
   proxy: {
     /** loopback port per protocol that the redirect sends connections to (default postgres 15432) */
     ports: { postgres: number };
+    /** connect to ready session, at most (default 30s): a silent client cannot hold a session open */
+    loginTimeoutMs: number;
   };
   intercept: {
     /** every destination on these ports is intercepted, configured or not (default postgres [5432]) */

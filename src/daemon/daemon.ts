@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { InterlockConfig } from '../config/types.js';
 import { TargetIndex } from '../config/targets.js';
-import { createAudit, type Audit, type AuditEvent } from '../audit/audit.js';
+import { createAudit, type Audit } from '../audit/audit.js';
 import { CgroupDirectory, cgroupOfProcess, findCgroup2Mount, isWithin } from '../identity/cgroups.js';
 import { WorkloadMatcher } from '../identity/workloads.js';
 import { Protocol, formatEndpoint } from '../interception/layout.js';
@@ -94,7 +94,7 @@ export class Daemon {
     client.on('error', () => {}); // the session installs its own; never let an early reset crash us
     const a = admit(this.takeFlow(client), this.admission);
     const id = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
-    const who = whoFields(id, a);
+    const audit = this.audit.with(whoFields(id, a));
     const summary: SessionSummary = {
       id, protocol: 'postgres', workload: a.identity?.workload, target: a.target?.name, pid: a.origin?.pid,
       comm: a.origin?.comm, since: new Date().toISOString(), queries: 0,
@@ -103,10 +103,11 @@ export class Daemon {
       client,
       target: a.target,
       refusal: a.refusal,
+      loginTimeoutMs: this.config.proxy.loginTimeoutMs,
       hooks: {
         audit: (event, fields) => {
           if (event === 'query') summary.queries++;
-          this.audit.event(event as AuditEvent, { ...who, ...fields });
+          audit.event(event, fields);
         },
         cancel: (pid, secret) => this.onCancel(pid, secret, a),
         registerCancelKey: (upstreamPid, upstreamSecret) =>
@@ -134,7 +135,7 @@ export class Daemon {
 
   private onCancel(pid: number, secret: number, a: Admission): void {
     const entry = a.identity ? this.cancelKeys.find(pid, secret, a.identity.workload) : undefined;
-    this.audit.event('cancel', { ...whoFields(undefined, a), cancelled: entry?.sessionId, honoured: entry !== undefined });
+    this.audit.with(whoFields(undefined, a)).event('cancel', { cancelled: entry?.sessionId, honoured: entry !== undefined });
     if (entry) void sendUpstreamCancel(entry);
   }
 

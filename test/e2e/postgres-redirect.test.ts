@@ -45,6 +45,7 @@ agents:
   cgroup: ${AGENTS}
 proxy:
   ports: { postgres: ${PROXY_PORT} }
+  loginTimeout: 2s
 bpf:
   pinDir: ${PIN_DIR}
 control:
@@ -214,13 +215,28 @@ audit:
     expect(again.stdout.trim()).toBe('still_serving');
   });
 
-  it('runs pgbench through the redirect', async () => {
-    const r = await runAgent(cg('report-bot.service'), 'pgbench', ['-h', '127.0.0.3', '-U', 'x', '-n', '-S', '-t', '50', '-c', '2', 'orders'], {
-      env: {},
-    });
-    // -S needs the pgbench tables; without them it must fail on the server side, proving it got there
-    if (r.code === 0) expect(r.stdout).toMatch(/number of transactions actually processed: 100\/100/);
-    else expect(r.stderr).toMatch(/pgbench_(accounts|branches)/);
+  it('cuts a client that never finishes its login, but not a session that is busy or idle', async () => {
+    const silent = `const s=require('net').connect(5432,'127.0.0.3');const t0=Date.now();let b='';s.on('data',d=>b+=d.toString('latin1'));s.on('close',()=>console.log(Date.now()-t0, b.replace(/[^ -~]/g,'.')))`;
+    const slow = runAgent(cg('report-bot.service'), process.execPath, ['-e', silent]);
+    const busy = await psql('report-bot.service', '127.0.0.3', "select pg_sleep(2.5), 'busy_ok'");
+    expect(busy.stdout.trim()).toBe('|busy_ok');
+    const r = await slow;
+    const out = r.stdout.trim();
+    const [ms, body] = [out.slice(0, out.indexOf(' ')), out.slice(out.indexOf(' ') + 1)];
+    expect(Number(ms)).toBeGreaterThanOrEqual(1900);
+    expect(Number(ms)).toBeLessThan(6000);
+    expect(body).toMatch(/SFATAL.*C08006.*login took too long/);
+  });
+
+  it('runs pgbench through the redirect: initialise (COPY FROM STDIN) and a select-only run', async () => {
+    const init = await runAgent(cg('report-bot.service'), 'pgbench', ['-h', '127.0.0.3', '-U', 'x', '-i', '-s', '1', '-q', 'orders']);
+    expect(init.code, init.stderr).toBe(0);
+    expect(pg.superSql('select count(*) from pgbench_accounts').trim()).toBe('100000');
+    const r = await runAgent(cg('report-bot.service'), 'pgbench', ['-h', '127.0.0.3', '-U', 'x', '-n', '-S', '-t', '200', '-c', '2', 'orders']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/number of transactions actually processed: 400\/400/);
+    const s = cli(['status', '--config', configFile]);
+    expect(s.stdout).toMatch(/sessions: \d+/);
   });
 
   it('reports status over the control socket', async () => {

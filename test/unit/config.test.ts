@@ -61,7 +61,7 @@ describe('parseConfig: happy path', () => {
     const c = parseConfig(BASE, 'interlock.yaml');
     expect(c.source).toBe(resolve('interlock.yaml'));
     expect(c.agents).toEqual({ cgroup: '/agents.slice' });
-    expect(c.proxy).toEqual({ ports: { postgres: 15432 } });
+    expect(c.proxy).toEqual({ ports: { postgres: 15432 }, loginTimeoutMs: 30_000 });
     expect(c.intercept).toEqual({ ports: { postgres: [5432] } });
     expect(c.bpf).toEqual({ pinDir: '/sys/fs/bpf/interlock' });
     expect(c.control).toEqual({ socket: '/run/interlock/control.sock' });
@@ -100,7 +100,7 @@ describe('parseConfig: happy path', () => {
   it('accepts explicit settings, IPv6, upstream address, env secrets, approve rules and masking', () => {
     const c = parseConfig(
       `agents: { cgroup: /agents.slice }
-proxy: { ports: { postgres: 16000 } }
+proxy: { ports: { postgres: 16000 }, loginTimeout: 2m }
 intercept: { ports: { postgres: [5432, 6432] } }
 bpf: { pinDir: /sys/fs/bpf/x }
 control: { socket: /tmp/c.sock }
@@ -130,7 +130,7 @@ policies:
 `,
       '/etc/interlock.yaml',
     );
-    expect(c.proxy.ports.postgres).toBe(16000);
+    expect(c.proxy).toEqual({ ports: { postgres: 16000 }, loginTimeoutMs: 120_000 });
     expect(c.intercept.ports.postgres).toEqual([5432, 6432]);
     expect(c.bpf.pinDir).toBe('/sys/fs/bpf/x');
     expect(c.control.socket).toBe('/tmp/c.sock');

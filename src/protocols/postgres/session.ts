@@ -49,7 +49,10 @@ export interface PostgresSessionOptions {
   target?: TargetDef;
   refusal?: { code: string; message: string };
   hooks: SessionHooks;
+  /** how long the upstream may take to answer the connect (default 10 s) */
   connectTimeoutMs?: number;
+  /** how long a client may take from connect to a ready session (default 30 s): no idle half-open startups */
+  loginTimeoutMs?: number;
 }
 
 type Phase = 'startup' | 'login' | 'relay' | 'closed';
@@ -71,6 +74,9 @@ export class PostgresSession {
   constructor(private readonly opts: PostgresSessionOptions) {
     this.client = opts.client;
     this.client.setNoDelay(true);
+    this.client.setTimeout(opts.loginTimeoutMs ?? 30_000, () => {
+      if (this.phase === 'startup' || this.phase === 'login') this.fail({ severity: 'FATAL', code: '08006', message: 'login took too long' });
+    });
     this.client.on('data', (chunk) => this.guard(() => this.onClientData(chunk)));
     this.client.on('error', (e) => this.close(`client error: ${e.message}`));
     this.client.on('end', () => this.close('client closed'));
@@ -258,6 +264,8 @@ export class PostgresSession {
       case B_READY:
         this.client.write(f.raw);
         this.phase = 'relay';
+        this.client.setTimeout(0); // an idle session is the agent's business from here on
+        this.upstream!.setTimeout(0);
         this.relayClientMessages();
         return;
       default: // ParameterStatus, NoticeResponse, NegotiateProtocolVersion
