@@ -22,7 +22,14 @@ function asPostgres(cmd: string, input?: string): string {
   return execFileSync('su', ['postgres', '-s', '/bin/sh', '-c', cmd], { input, encoding: 'utf8' });
 }
 
-export function startPostgres(dir: string, host = '127.0.0.3', port = 5432): TestPostgres {
+export interface PostgresOptions {
+  host?: string;
+  port?: number;
+  /** pg_hba.conf lines placed before the default (scram-sha-256 for everyone) */
+  hba?: string[];
+}
+
+export function startPostgres(dir: string, { host = '127.0.0.3', port = 5432, hba = [] }: PostgresOptions = {}): TestPostgres {
   const busy = execFileSync('ss', ['-Hltn', `src ${host}:${port}`], { encoding: 'utf8' }).trim();
   if (busy) throw new Error(`${host}:${port} is already in use (a leftover server from a demo or an earlier run?): ${busy}`);
   const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
@@ -49,6 +56,10 @@ export function startPostgres(dir: string, host = '127.0.0.3', port = 5432): Tes
     ].join('\n') + '\n',
     { flag: 'a' },
   );
+  if (hba.length) {
+    const conf = join(data, 'pg_hba.conf');
+    writeFileSync(conf, `${hba.join('\n')}\n${readFileSync(conf, 'utf8')}`);
+  }
   asPostgres(`${PGBIN}/pg_ctl -D ${data} -l ${logFile} -w start >/dev/null`);
   const password = 's3cret-upstream-pw';
   const superSql = (sql: string) =>
