@@ -29,7 +29,7 @@ interface LiveSession {
 }
 
 export class Daemon {
-  private readonly audit: Audit;
+  private audit!: Audit;
   private readonly sessions = new Map<string, LiveSession>();
   private readonly cancelKeys = new CancelKeys();
   private readonly servers: Server[] = [];
@@ -40,9 +40,7 @@ export class Daemon {
   private readonly startedAt = new Date();
   private stopping = false;
 
-  constructor(private readonly config: InterlockConfig, private readonly log: Logger) {
-    this.audit = createAudit(config.audit.file);
-  }
+  constructor(private readonly config: InterlockConfig, private readonly log: Logger) {}
 
   async start(): Promise<void> {
     const { config } = this;
@@ -53,6 +51,7 @@ export class Daemon {
     if (own !== undefined && isWithin(own, config.agents.cgroup)) {
       throw new Error(`interlock itself runs in ${own}, inside the agents' cgroup ${config.agents.cgroup}: its upstream connections would be redirected to itself. Run it outside (systemd: its own unit, not in agents.slice)`);
     }
+    this.audit = createAudit(config.audit.file);
     this.cgroupPath = join(mount, config.agents.cgroup);
     mkdirSync(this.cgroupPath, { recursive: true });
 
@@ -160,8 +159,8 @@ export class Daemon {
     const deadline = Date.now() + graceMs;
     while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     await this.control?.close();
-    this.audit.event('daemon.stop', { sessionsLeft: this.sessions.size });
-    this.audit.flush();
+    this.audit?.event('daemon.stop', { sessionsLeft: this.sessions.size });
+    this.audit?.flush();
   }
 }
 

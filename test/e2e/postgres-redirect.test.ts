@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { bpfGate } from '../helpers/bpf-gate.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { collect, runAgent, spawnAgent } from '../helpers/agent.js';
-import { cli, readAudit, startDaemon, waitForAudit, type RunningDaemon } from '../helpers/daemon.js';
+import { CLI, cli, readAudit, startDaemon, waitForAudit, type RunningDaemon } from '../helpers/daemon.js';
 import { findCgroup2Mount } from '../../src/identity/cgroups.js';
 import { addon } from '../../src/interception/addon.js';
 
@@ -278,6 +278,18 @@ audit:
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${bad}:6`);
     expect(r.stderr).toMatch(/targets\[0\]\.adress/);
+  });
+
+  it('explains what is missing when run without privileges (doctor and run)', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const asNobody = (args: string[]) => spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, CLI, ...args], { encoding: 'utf8' });
+    const doctor = asNobody(['doctor']);
+    expect(doctor.status).toBe(1);
+    expect(doctor.stdout).toMatch(/FAIL privileges +missing CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_BPF \(run as root\)/);
+    const run = asNobody(['run', '--config', configFile]);
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain('interlock run needs root');
+    expect(cli(['doctor', '--config', configFile]).code).toBe(0);
   });
 
   it('detach removes the redirect: agents then reach the server directly (and unauthenticated)', async () => {
