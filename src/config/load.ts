@@ -28,7 +28,7 @@ export const STATEMENT_KINDS = [
   'select', 'insert', 'update', 'delete', 'merge', 'copy_to', 'copy_from', 'create', 'alter', 'drop',
   'truncate', 'grant', 'revoke', 'set', 'transaction', 'explain', 'call', 'do', 'other',
 ] as const;
-export const DETECTORS = ['email', 'credit_card', 'iban', 'ssn', 'phone', 'jwt', 'aws_key', 'private_key'] as const;
+export const DETECTORS = ['email', 'credit_card', 'iban', 'ssn', 'phone', 'jwt', 'aws_key', 'gcp_key', 'azure_key', 'private_key'] as const;
 export const MASKING_STRATEGIES = ['redact', 'partial', 'hash'] as const;
 
 const NAME = /^[a-z0-9][a-z0-9._-]*$/i;
