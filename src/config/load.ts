@@ -240,10 +240,11 @@ function policy(known: { workloads: Set<string>; targets: Set<string> }) {
 function rule(v: unknown, f: string): RuleDef {
   const m = fields(v, f, ['action', 'match', 'message', 'approvers', 'timeout']);
   const action = m.req('action', oneOf(RULE_ACTIONS, 'action'));
-  const mm = m.sub('match', ['statements', 'relations', 'functions', 'pattern']);
+  const mm = m.sub('match', ['statements', 'relations', 'access', 'functions', 'pattern']);
   const match: RuleDef['match'] = {
     statements: mm.opt('statements', list(oneOf(STATEMENT_KINDS, 'statement kind'))),
     relations: mm.opt('relations', list(str)),
+    access: mm.opt('access', oneOf(['read', 'write'] as const, 'access')),
     functions: mm.opt('functions', list(str)),
     pattern: mm.opt('pattern', regex),
   };

@@ -36,6 +36,8 @@ export interface RuleDef {
   match: {
     statements?: string[];
     relations?: string[];
+    /** with relations: only relations accessed this way count (allow+read: the statement writes nothing) */
+    access?: 'read' | 'write';
     functions?: string[];
     pattern?: string;
   };

@@ -8,7 +8,9 @@ import { mkdirSync } from 'node:fs';
 import { Server, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { InterlockConfig } from '../config/types.js';
+import type { InterlockConfig, PolicyDef } from '../config/types.js';
+import { initAnalysis } from '../policy/analysis.js';
+import { RuleSet } from '../policy/rules.js';
 import { TargetIndex } from '../config/targets.js';
 import { createAudit, type Audit } from '../audit/audit.js';
 import { CgroupDirectory, cgroupOfProcess, findCgroup2Mount, isWithin } from '../identity/cgroups.js';
@@ -32,6 +34,7 @@ export class Daemon {
   private audit!: Audit;
   private readonly sessions = new Map<string, LiveSession>();
   private readonly cancelKeys = new CancelKeys();
+  private readonly ruleSets = new Map<string, RuleSet>();
   private readonly servers: Server[] = [];
   private redirect?: Redirect;
   private control?: ControlServer;
@@ -52,6 +55,7 @@ export class Daemon {
       throw new Error(`interlock itself runs in ${own}, inside the agents' cgroup ${config.agents.cgroup}: its upstream connections would be redirected to itself. Run it outside (systemd: its own unit, not in agents.slice)`);
     }
     this.audit = createAudit(config.audit.file);
+    await initAnalysis();
     this.cgroupPath = join(mount, config.agents.cgroup);
     mkdirSync(this.cgroupPath, { recursive: true });
 
@@ -102,6 +106,7 @@ export class Daemon {
       client,
       target: a.target,
       refusal: a.refusal,
+      judge: a.refusal ? undefined : this.ruleSetFor(a.policies),
       loginTimeoutMs: this.config.proxy.loginTimeoutMs,
       hooks: {
         audit: (event, fields) => {
@@ -118,6 +123,14 @@ export class Daemon {
       },
     });
     this.sessions.set(id, { summary, session });
+  }
+
+  /** Compiled rules per set of policies, shared by every session they govern (and their verdict cache). */
+  private ruleSetFor(policies: PolicyDef[]): RuleSet {
+    const key = policies.map((p) => p.name).join('\n');
+    let rules = this.ruleSets.get(key);
+    if (!rules) this.ruleSets.set(key, (rules = new RuleSet(policies)));
+    return rules;
   }
 
   /** The BPF record for this client; consumed, so each flow is attributed once. */

@@ -5,91 +5,39 @@
  * the audit trail and the clients saw.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bpfGate } from '../helpers/bpf-gate.js';
-import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import type { TestPostgres } from '../helpers/postgres.js';
+import { ALLOW_ORDINARY, E2EEnv } from '../helpers/e2e-env.js';
 import { collect, runAgent, spawnAgent } from '../helpers/agent.js';
 import { CLI, cli, readAudit, startDaemon, waitForAudit, type RunningDaemon } from '../helpers/daemon.js';
-import { findCgroup2Mount } from '../../src/identity/cgroups.js';
 import { addon } from '../../src/interception/addon.js';
 
 const enabled = bpfGate();
-const AGENTS = '/interlock-e2e.slice';
-const PIN_DIR = '/sys/fs/bpf/interlock-e2e';
 const PROXY_PORT = 15433;
 
 describe.skipIf(!enabled)('PostgreSQL through the eBPF redirect', () => {
-  let root: string;
+  const env = new E2EEnv({ name: 'e2e', proxyPort: PROXY_PORT, rules: ALLOW_ORDINARY });
   let pg: TestPostgres;
   let daemon: RunningDaemon;
   let auditFile: string;
   let configFile: string;
-  let mount: string;
-  const cg = (unit: string) => join(mount, AGENTS, unit);
-  const psql = (unit: string, host: string, sql: string, extra: string[] = [], env: Record<string, string> = {}) =>
-    runAgent(cg(unit), 'psql', ['-h', host, '-p', '5432', '-U', 'whoever', '-d', 'orders', '-w', '-qAtX', '-c', sql, ...extra], { env });
+  let root: string;
+  const PIN_DIR = env.pinDir;
+  const AGENTS = env.agents;
+  const cg = (unit: string) => env.cg(unit);
+  const psql = (unit: string, host: string, sql: string, extra: string[] = [], envVars: Record<string, string> = {}) =>
+    env.psql(sql, { unit, host, extra, env: envVars });
 
   beforeAll(async () => {
-    mount = findCgroup2Mount()!;
-    root = mkdtempSync('/tmp/interlock-e2e-');
-    chmodSync(root, 0o755);
-    pg = startPostgres(join(root, 'pg'));
-    const secret = join(root, 'secrets', 'orders-db');
-    mkdirSync(join(root, 'secrets'), { mode: 0o700 });
-    writeFileSync(secret, `${pg.password}\n`, { mode: 0o600 });
-    auditFile = join(root, 'audit.jsonl');
-    configFile = join(root, 'interlock.yaml');
-    writeFileSync(configFile, `
-agents:
-  cgroup: ${AGENTS}
-proxy:
-  ports: { postgres: ${PROXY_PORT} }
-  loginTimeout: 2s
-bpf:
-  pinDir: ${PIN_DIR}
-control:
-  socket: ${root}/control.sock
-workloads:
-  - name: report-bot
-    match: { cgroup: ${AGENTS}/report-bot.service }
-    groups: [analysts]
-  - name: intern-bot
-    match: { cgroup: ${AGENTS}/intern-*.service }
-targets:
-  - name: orders-db
-    protocol: postgres
-    address: 127.0.0.3:5432
-    upstream:
-      user: app
-      password: { file: ${secret} }
-      database: orders
-  - name: dead-db
-    protocol: postgres
-    address: 127.0.0.5:5432
-    upstream: { user: app, database: orders }
-policies:
-  - name: analysts
-    subjects: { groups: [analysts] }
-    targets: [orders-db, dead-db]
-audit:
-  file: ${auditFile}
-`);
-    daemon = await startDaemon(configFile);
+    await env.start();
+    ({ pg, daemon, auditFile, configFile, root } = env);
   });
 
   afterAll(async () => {
-    await daemon?.stop();
-    cli(['detach', '--config', configFile]);
-    pg?.stop();
-    const agents = join(mount, AGENTS);
-    try {
-      for (const d of readdirSync(agents, { withFileTypes: true })) if (d.isDirectory()) rmdirSync(join(agents, d.name));
-      rmdirSync(agents);
-    } catch {
-      // a cgroup still busy is left for the next run
-    }
-    rmSync(root, { recursive: true, force: true });
+    env.daemon = daemon;
+    await env.stop();
   });
 
   it('logs an agent in upstream with the vaulted credential, attributed to its workload and pid', async () => {

@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { PostgresSession } from '../../src/protocols/postgres/session.js';
 import type { TargetDef } from '../../src/config/types.js';
+import { initAnalysis } from '../../src/policy/analysis.js';
+import { RuleSet } from '../../src/policy/rules.js';
 
 const canRun = process.getuid?.() === 0;
 if (!canRun && process.env.INTERLOCK_REQUIRE_BPF === '1') throw new Error('integration tests need root (they start PostgreSQL as user postgres)');
@@ -22,7 +24,8 @@ describe.skipIf(!canRun)('upstream login methods against a real PostgreSQL', () 
   const servers: Server[] = [];
   const audits: { event: string; fields: Record<string, unknown> }[] = [];
 
-  beforeAll(() => {
+  beforeAll(async () => {
+    await initAnalysis();
     root = mkdtempSync('/tmp/interlock-login-');
     chmodSync(root, 0o755);
     pg = startPostgres(join(root, 'pg'), {
@@ -47,6 +50,9 @@ describe.skipIf(!canRun)('upstream login methods against a real PostgreSQL', () 
     rmSync(root, { recursive: true, force: true });
   });
 
+  const allowAll = new RuleSet([{ name: 'all', subjects: { groups: [], workloads: [] }, targets: [], masking: [],
+    rules: [{ action: 'allow', match: { statements: ['select'] } }] }]);
+
   /** a proxy listener for one target; returns its port */
   async function proxyFor(user: string, secret?: string): Promise<number> {
     const target: TargetDef = {
@@ -56,7 +62,7 @@ describe.skipIf(!canRun)('upstream login methods against a real PostgreSQL', () 
     const server = createServer((client) => {
       let n = 0;
       new PostgresSession({
-        client, target,
+        client, target, judge: allowAll,
         hooks: {
           audit: (event, fields) => audits.push({ event, fields }),
           cancel: () => {},

@@ -174,7 +174,7 @@ describe('parseConfig: errors name file, line and field', () => {
 
   it('unknown key inside rules[].match', () => {
     expectError(edit('match: { statements', 'match: { tables: [x], statements'), 20, 'policies[0].rules[0].match.tables',
-      /unknown field \(expected one of: statements, relations, functions, pattern\)/);
+      /unknown field \(expected one of: statements, relations, access, functions, pattern\)/);
   });
 
   it('wrong type says what was expected and found', () => {

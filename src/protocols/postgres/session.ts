@@ -16,10 +16,13 @@ import { AuthError, UpstreamAuthenticator } from './auth.js';
 import { authenticationOk, backendKeyData, errorResponse, readCString, readErrorFields } from './backend.js';
 import { MessageFramer, ProtocolError, type Frame } from './framer.js';
 import { parseStartupPacket, serializeStartup } from './startup.js';
+import { deniedParse, deniedQuery } from './denial.js';
+import type { QueryVerdict } from '../../policy/rules.js';
 
 const T_QUERY = 0x51; // 'Q'
 const T_PARSE = 0x50; // 'P'
 const T_TERMINATE = 0x58; // 'X'
+const T_FUNCTION_CALL = 0x46; // 'F'
 const B_AUTH = 0x52; // 'R'
 const B_KEY = 0x4b; // 'K'
 const B_ERROR = 0x45; // 'E'
@@ -32,6 +35,11 @@ const MAX_EARLY_BYTES = 1 << 20;
 const FORWARDED_PARAMS = new Set([
   'application_name', 'client_encoding', 'datestyle', 'timezone', 'intervalstyle', 'extra_float_digits',
 ]);
+
+/** What the session asks of policy: one verdict per query text. */
+export interface StatementJudge {
+  decideText(sql: string): QueryVerdict;
+}
 
 export interface SessionHooks {
   /** audit trail for this session; fields are merged with the session's who/what */
@@ -48,6 +56,8 @@ export interface PostgresSessionOptions {
   /** undefined: refuse every startup with `refusal` */
   target?: TargetDef;
   refusal?: { code: string; message: string };
+  /** decides every statement; required for a session that is not refused */
+  judge?: StatementJudge;
   hooks: SessionHooks;
   /** how long the upstream may take to answer the connect (default 10 s) */
   connectTimeoutMs?: number;
@@ -134,6 +144,7 @@ export class PostgresSession {
       hooks.audit('connect.refused', { reason: refusal?.message, clientUser: params.user, database: params.database });
       return this.fail({ severity: 'FATAL', code: refusal?.code ?? '28000', message: refusal?.message ?? 'refused' });
     }
+    if (!this.opts.judge) return this.fail({ severity: 'FATAL', code: '28000', message: `interlock: no policy decides statements for target ${target.name}` });
     if (params.replication !== undefined && params.replication !== 'false' && params.replication !== '0') {
       hooks.audit('connect.refused', { reason: 'replication connection', clientUser: params.user });
       return this.fail({ severity: 'FATAL', code: '28000', message: `replication connections are not allowed through interlock (target ${target.name})` });
@@ -169,9 +180,11 @@ export class PostgresSession {
     up.cork();
     try {
       for (let f = this.fromClient.next(); f; f = this.fromClient.next()) {
-        if (f.type === T_QUERY) this.onQuery(readCString(f.payload, 0)[0]);
-        else if (f.type === T_PARSE) this.onParse(f.payload);
-        if (!up.write(f.raw)) this.client.pause();
+        let out = f.raw;
+        if (f.type === T_QUERY) out = this.onQuery(f);
+        else if (f.type === T_PARSE) out = this.onParse(f);
+        else if (f.type === T_FUNCTION_CALL) out = this.onFunctionCall();
+        if (!up.write(out)) this.client.pause();
         if (f.type === T_TERMINATE) {
           this.endReason = 'client terminated';
           up.end();
@@ -182,16 +195,36 @@ export class PostgresSession {
     }
   }
 
-  private onQuery(sql: string): void {
-    this.queries++;
-    this.opts.hooks.audit('query', { protocol: 'simple', query: sql });
+  /** The bytes to send upstream for a simple Query: itself, or its denial. */
+  private onQuery(f: Frame): Buffer {
+    const sql = readCString(f.payload, 0)[0];
+    const d = this.decide(sql, 'simple');
+    return d ? deniedQuery(d.message, d.detail) : f.raw;
   }
 
-  private onParse(payload: Buffer): void {
-    const [name, next] = readCString(payload, 0);
-    const [sql] = readCString(payload, next);
+  /** Parse is where the extended protocol is decided; Bind/Execute of a refused statement find nothing. */
+  private onParse(f: Frame): Buffer {
+    const [name, next] = readCString(f.payload, 0);
+    const [sql] = readCString(f.payload, next);
+    const d = this.decide(sql, 'extended', name || undefined);
+    return d ? deniedParse(d.message, d.detail) : f.raw;
+  }
+
+  /** The fastpath FunctionCall names a function by oid only: it is never allowed. */
+  private onFunctionCall(): Buffer {
     this.queries++;
-    this.opts.hooks.audit('query', { protocol: 'extended', statement: name || undefined, query: sql });
+    const message = 'interlock: fastpath function calls are not allowed';
+    this.opts.hooks.audit('query', { protocol: 'function-call', decision: 'deny', message });
+    return deniedQuery(message);
+  }
+
+  /** Audits the verdict; returns what to tell the agent when the statement must not run. */
+  private decide(sql: string, protocol: 'simple' | 'extended', statement?: string): { message: string; detail?: string } | undefined {
+    this.queries++;
+    const { decision, kinds } = this.opts.judge!.decideText(sql);
+    this.opts.hooks.audit('query', { protocol, statement, query: sql, kinds, decision: decision.action, rule: decision.rule, message: decision.action === 'allow' ? undefined : decision.message });
+    if (decision.action === 'allow') return undefined;
+    return { message: `interlock: ${decision.message}`, detail: decision.rule ? `rule ${decision.rule}` : undefined };
   }
 
   // --- upstream side -----------------------------------------------------------

@@ -1,0 +1,214 @@
+/**
+ * Compiles a policy's masking rules once, then turns each result set's columns into a RowPlan:
+ * per column, nothing, a whole-value strategy, or detectors to run over its values.
+ *
+ * Rule semantics (rules apply in order):
+ * - `columns` only: the whole value of a matching column is masked; the first such rule wins.
+ * - `detectors` only: the detectors run on every column a detector can apply to.
+ * - both: the detectors run on the matching columns only (scoped detection, e.g. emails in `notes`).
+ * A column that a column rule masks whole runs no detectors. When several rules name the same
+ * detector for a column, the first rule's strategy is used.
+ *
+ * Column patterns are `column`, `table.column` or `schema.table.column`; `*` matches any run of
+ * characters within one segment; case-insensitive (unquoted identifiers fold to lower case, and
+ * over-matching a masking rule is the safe direction). A column whose table is unknown (computed,
+ * or the caller could not resolve it) matches a pattern's table/schema segments only where they
+ * are exactly `*`: `*.ssn` covers `SELECT ssn AS ssn`-style computed columns, `customers.ssn` does not.
+ */
+import type { MaskingRuleDef } from '../config/types.js';
+import { getDetector } from './detectors.js';
+import { makeStrategy, type Strategy } from './strategies.js';
+import type { Scanner } from './apply.js';
+import { INT8_OID, JSONB_OID, JSON_OID, NO_DETECT_OIDS, NUMERIC_OID, TEXT_LIKE_OIDS } from './pgtypes.js';
+
+export type { Scanner } from './apply.js';
+
+/** A result column as RowDescription describes it. */
+export interface ResultColumn {
+  name: string;
+  /** "schema.table"; undefined when the column is computed or its table is unknown */
+  tableName?: string;
+  /** 0 when unknown (e.g. COPY columns known by name only) */
+  typeOid: number;
+  format: 0 | 1;
+}
+
+/**
+ * How a column's wire bytes become text and back:
+ * - text: UTF-8 text, masked in place (text format of any type; binary text-like types)
+ * - json: UTF-8 JSON text that must stay valid JSON
+ * - jsonb: binary jsonb, a version byte (1) then JSON text
+ * - int8 / numeric: binary numbers, rendered to decimal for detection; a hit NULLs the value
+ * - opaque: any other binary type; scanned as (lossy) UTF-8, a hit NULLs the value
+ */
+export type ValueCodec = 'text' | 'json' | 'jsonb' | 'int8' | 'numeric' | 'opaque';
+
+export type ColumnPlan =
+  | {
+      readonly kind: 'whole';
+      readonly codec: ValueCodec;
+      readonly strategy: Strategy;
+      /** strategy is redact: the output does not depend on the value, which need not be decoded */
+      readonly redact: boolean;
+      /** "column:<name>" */
+      readonly countKey: string;
+    }
+  | { readonly kind: 'scan'; readonly codec: ValueCodec; readonly scanners: readonly Scanner[] };
+
+export interface RowPlan {
+  /** no rule can touch any column: forward rows without looking at them */
+  readonly touchesNothing: boolean;
+  /** by field position; null: leave the field alone */
+  readonly columns: readonly (ColumnPlan | null)[];
+  /** for fields beyond `columns` (COPY with unknown columns); null when the columns are known */
+  readonly other: ColumnPlan | null;
+}
+
+export interface MaskerOptions {
+  /** key for the `hash` strategy; required when a rule uses it */
+  hashKey?: string | Uint8Array;
+  /** OIDs of extension types whose binary form is plain text (citext, …): masked in place, not NULLed */
+  textLikeOids?: Iterable<number>;
+}
+
+/** A compiled `[schema.][table.]column` glob. */
+export interface ColumnPattern {
+  source: string;
+  column: RegExp;
+  /** undefined: the pattern has no such segment; null: the segment is `*` */
+  table?: RegExp | null;
+  schema?: RegExp | null;
+}
+
+interface CompiledRule {
+  patterns: ColumnPattern[] | null;
+  scanners: Scanner[] | null;
+  strategy: Strategy;
+  redact: boolean;
+}
+
+function segment(glob: string): RegExp | null {
+  if (glob === '*') return null;
+  const body = glob
+    .split('*')
+    .map((part) => part.replace(/[.+?^${}()|[\]\\/-]/g, '\\$&'))
+    .join('.*');
+  return new RegExp(`^${body}$`, 'i');
+}
+
+/** Throws for a pattern that is not [schema.][table.]column with non-empty segments. */
+export function compileColumnPattern(source: string): ColumnPattern {
+  const parts = source.split('.');
+  if (parts.length > 3 || parts.some((p) => p === '')) {
+    throw new Error(`masking column pattern "${source}" is not [schema.][table.]column`);
+  }
+  const column = segment(parts[parts.length - 1]) ?? /^/;
+  const p: ColumnPattern = { source, column };
+  if (parts.length >= 2) p.table = segment(parts[parts.length - 2]);
+  if (parts.length === 3) p.schema = segment(parts[0]);
+  return p;
+}
+
+function segmentMatches(re: RegExp | null | undefined, value: string | undefined): boolean {
+  if (re === undefined || re === null) return true;
+  return value !== undefined && re.test(value);
+}
+
+export function patternMatches(p: ColumnPattern, name: string, schema: string | undefined, table: string | undefined): boolean {
+  return p.column.test(name) && segmentMatches(p.table, table) && segmentMatches(p.schema, schema);
+}
+
+export class Masker {
+  private readonly rules: CompiledRule[];
+  private readonly textLike: ReadonlySet<number>;
+  /** scanners of every detector rule, for columns nobody can name */
+  private readonly anyColumnScanners: Scanner[];
+
+  constructor(rules: readonly MaskingRuleDef[], opts: MaskerOptions = {}) {
+    this.textLike = opts.textLikeOids ? new Set([...TEXT_LIKE_OIDS, ...opts.textLikeOids]) : TEXT_LIKE_OIDS;
+    this.rules = rules.map((r) => {
+      const strategy = makeStrategy(r.strategy, opts.hashKey);
+      const patterns = r.columns?.length ? r.columns.map(compileColumnPattern) : null;
+      const scanners = r.detectors?.length
+        ? r.detectors.map((d) => ({ detector: getDetector(d), strategy, countKey: d }))
+        : null;
+      return { patterns, scanners, strategy, redact: r.strategy === 'redact' };
+    });
+    this.anyColumnScanners = dedupe(this.rules.flatMap((r) => r.scanners ?? []));
+  }
+
+  /** True when no rule exists at all (the caller may skip planning entirely). */
+  get empty(): boolean {
+    return this.rules.length === 0;
+  }
+
+  /** Plan for a result set; call once per RowDescription (or COPY column list). */
+  forColumns(columns: readonly ResultColumn[]): RowPlan {
+    const plans = columns.map((c) => this.columnPlan(c));
+    return { touchesNothing: plans.every((p) => p === null), columns: plans, other: null };
+  }
+
+  /**
+   * Plan for rows whose columns are unknown (e.g. COPY (query) TO STDOUT without a column list):
+   * column rules cannot apply, every detector rule runs on every field as text.
+   */
+  forUnknownColumns(): RowPlan {
+    const other: ColumnPlan | null = this.anyColumnScanners.length
+      ? { kind: 'scan', codec: 'text', scanners: this.anyColumnScanners }
+      : null;
+    return { touchesNothing: other === null, columns: [], other };
+  }
+
+  private columnPlan(c: ResultColumn): ColumnPlan | null {
+    let schema: string | undefined;
+    let table: string | undefined;
+    if (c.tableName !== undefined) {
+      const dot = c.tableName.indexOf('.');
+      if (dot === -1) table = c.tableName;
+      else {
+        schema = c.tableName.slice(0, dot);
+        table = c.tableName.slice(dot + 1);
+      }
+    }
+    const matches = (r: CompiledRule) => r.patterns!.some((p) => patternMatches(p, c.name, schema, table));
+    const codec = codecOf(c, this.textLike);
+    for (const r of this.rules) {
+      if (r.patterns !== null && r.scanners === null && matches(r)) {
+        return { kind: 'whole', codec, strategy: r.strategy, redact: r.redact, countKey: `column:${c.name}` };
+      }
+    }
+    if (NO_DETECT_OIDS.has(c.typeOid)) return null; // nothing a detector looks for fits these types
+    const scanners: Scanner[] = [];
+    for (const r of this.rules) {
+      if (r.scanners !== null && (r.patterns === null || matches(r))) scanners.push(...r.scanners);
+    }
+    return scanners.length ? { kind: 'scan', codec, scanners: dedupe(scanners) } : null;
+  }
+}
+
+export function compileMasking(rules: readonly MaskingRuleDef[], opts: MaskerOptions = {}): Masker {
+  return new Masker(rules, opts);
+}
+
+/** First scanner per detector wins (rule order). */
+function dedupe(scanners: Scanner[]): Scanner[] {
+  const seen = new Set<string>();
+  return scanners.filter((s) => !seen.has(s.detector.name) && (seen.add(s.detector.name), true));
+}
+
+function codecOf(c: ResultColumn, textLike: ReadonlySet<number>): ValueCodec {
+  if (c.format === 0) return c.typeOid === JSON_OID || c.typeOid === JSONB_OID ? 'json' : 'text';
+  if (textLike.has(c.typeOid)) return 'text';
+  switch (c.typeOid) {
+    case JSON_OID:
+      return 'json';
+    case JSONB_OID:
+      return 'jsonb';
+    case INT8_OID:
+      return 'int8';
+    case NUMERIC_OID:
+      return 'numeric';
+    default:
+      return 'opaque';
+  }
+}

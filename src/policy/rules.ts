@@ -1,0 +1,170 @@
+/**
+ * Per-statement decisions. Pure: (rules, statement analysis) → allow | deny | approve.
+ *
+ * Rules are tried in order, first match wins, no match is a denial. A rule's filters
+ * (statements, relations, functions, pattern) must all hold. Within a filter, the
+ * reading depends on the action, so that a rule errs on the safe side either way:
+ *   allow            EVERY kind / relation / function of the statement must be covered
+ *                    ("allow select on public.*" does not allow a join with private.x)
+ *   deny / approve   ANY kind / relation / function hitting the filter is enough
+ *                    ("deny pg_read_file" catches it inside any SELECT)
+ * Opaque statements (DO, CALL, EXECUTE, COPY to files or programs) match only rules
+ * that name their kind in `statements`.
+ */
+import type { PolicyDef, RuleAction, RuleDef } from '../config/types.js';
+import { globToRegExp } from '../util/glob.js';
+import { analyzeQuery, type FunctionRef, type QueryAnalysis, type RelationRef, type StatementAnalysis } from './analysis.js';
+import { Lru } from './lru.js';
+
+export interface Decision {
+  action: RuleAction;
+  /** "policy#n" (1-based) of the deciding rule; undefined when nothing matched */
+  rule?: string;
+  /** what the agent is told when not allowed */
+  message: string;
+  approvers?: string[];
+  timeout?: string;
+}
+
+interface NamePattern {
+  /** undefined: the pattern names no schema and matches any */
+  schema?: RegExp;
+  name: RegExp;
+}
+
+interface CompiledRule {
+  id: string;
+  def: RuleDef;
+  statements?: Set<string>;
+  relations?: NamePattern[];
+  functions?: NamePattern[];
+  pattern?: RegExp;
+}
+
+/** Unqualified relations an allow rule reads as public.x (the default search_path); see README limits. */
+const DEFAULT_RELATION_SCHEMAS = ['public'];
+/** An unqualified function call may resolve to either; an allow rule must cover both. */
+const DEFAULT_FUNCTION_SCHEMAS = ['pg_catalog', 'public'];
+
+export interface QueryVerdict {
+  decision: Decision;
+  /** every effect of every statement, for the audit trail */
+  kinds: string[];
+}
+
+const MAX_CACHED_TEXT = 64 * 1024;
+
+export class RuleSet {
+  private readonly rules: CompiledRule[];
+  private readonly verdicts = new Lru<string, QueryVerdict>(4096);
+
+  constructor(policies: PolicyDef[]) {
+    this.rules = policies.flatMap((p) => p.rules.map((def, i) => compile(`${p.name}#${i + 1}`, def)));
+  }
+
+  get size(): number {
+    return this.rules.length;
+  }
+
+  decideStatement(s: StatementAnalysis): Decision {
+    for (const r of this.rules) {
+      if (!matches(r, s)) continue;
+      const action = r.def.action;
+      return {
+        action,
+        rule: r.id,
+        message: r.def.message ?? defaultMessage(action, r, s),
+        approvers: r.def.approvers,
+        timeout: r.def.timeout,
+      };
+    }
+    return { action: 'deny', message: `no rule allows this ${describe(s)}` };
+  }
+
+  /** decideQuery on analyzeQuery(sql), remembered by text: repeated statements cost a lookup. */
+  decideText(sql: string): QueryVerdict {
+    let v = this.verdicts.get(sql);
+    if (!v) {
+      const q = analyzeQuery(sql);
+      const { decision } = this.decideQuery(q);
+      v = Object.freeze({ decision, kinds: [...new Set(q.statements.flatMap((s) => s.kinds))] });
+      if (sql.length <= MAX_CACHED_TEXT) this.verdicts.set(sql, v);
+    }
+    return v;
+  }
+
+  /** A whole message (several statements) is decided as one: any denial denies all, then any approval. */
+  decideQuery(q: QueryAnalysis): { decision: Decision; statements: Decision[] } {
+    if (q.error) return { decision: { action: 'deny', message: `statement could not be parsed: ${q.error.message}` }, statements: [] };
+    const statements = q.statements.map((s) => this.decideStatement(s));
+    const decision =
+      statements.find((d) => d.action === 'deny') ??
+      statements.find((d) => d.action === 'approve') ??
+      statements[0] ?? { action: 'allow', message: 'empty query' };
+    return { decision, statements };
+  }
+}
+
+function compile(id: string, def: RuleDef): CompiledRule {
+  const m = def.match;
+  return {
+    id,
+    def,
+    statements: m.statements ? new Set(m.statements) : undefined,
+    relations: m.relations?.map(namePattern),
+    functions: m.functions?.map(namePattern),
+    pattern: m.pattern !== undefined ? new RegExp(m.pattern) : undefined,
+  };
+}
+
+function namePattern(glob: string): NamePattern {
+  const dot = glob.lastIndexOf('.');
+  const lower = glob.toLowerCase();
+  if (dot < 0) return { name: globToRegExp(lower, '.') };
+  return { schema: globToRegExp(lower.slice(0, dot), '.'), name: globToRegExp(lower.slice(dot + 1), '.') };
+}
+
+function matches(r: CompiledRule, s: StatementAnalysis): boolean {
+  const all = r.def.action === 'allow';
+  if (s.opaque && !r.statements) return false;
+  if (r.statements) {
+    const hit = (k: string) => r.statements!.has(k);
+    if (all ? !s.kinds.every(hit) : !s.kinds.some(hit)) return false;
+  }
+  if (r.relations) {
+    const access = r.def.match.access;
+    const hit = (ref: RelationRef) =>
+      (access === undefined || ref.access === access) && nameMatches(r.relations!, ref.schema, ref.name, all ? DEFAULT_RELATION_SCHEMAS : undefined);
+    if (all ? !s.relations.every(hit) : !s.relations.some(hit)) return false;
+  }
+  if (r.functions) {
+    const hit = (ref: FunctionRef) => nameMatches(r.functions!, ref.schema, ref.name, all ? DEFAULT_FUNCTION_SCHEMAS : undefined);
+    if (all ? !s.functions.every(hit) : !s.functions.some(hit)) return false;
+  }
+  if (r.pattern && !r.pattern.test(s.text)) return false;
+  return true;
+}
+
+/**
+ * Does some pattern cover `schema.name`? An unqualified name is read with each of
+ * `defaults` (all must be covered: it may resolve to any of them), or, with no
+ * defaults (deny rules), matches whatever schema the pattern names.
+ */
+function nameMatches(patterns: NamePattern[], schema: string | undefined, name: string, defaults?: string[]): boolean {
+  const n = name.toLowerCase();
+  const one = (sch: string | undefined) =>
+    patterns.some((p) => p.name.test(n) && (!p.schema || sch === undefined || p.schema.test(sch.toLowerCase())));
+  if (schema !== undefined || !defaults) return one(schema);
+  return defaults.every(one);
+}
+
+function describe(s: StatementAnalysis): string {
+  const kind = s.kinds[0] ?? 'empty';
+  return `${kind.toUpperCase().replace('_', ' ')} statement`;
+}
+
+function defaultMessage(action: RuleAction, r: CompiledRule, s: StatementAnalysis): string {
+  if (action === 'allow') return 'allowed';
+  if (action === 'approve') return `approval required (rule ${r.id}${r.def.approvers ? `, approvers: ${r.def.approvers.join(', ')}` : ''}) for this ${describe(s)}`;
+  return `this ${describe(s)} is denied by rule ${r.id}`;
+}

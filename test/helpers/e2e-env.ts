@@ -1,0 +1,121 @@
+/**
+ * One end-to-end environment: a real PostgreSQL on 127.0.0.3:5432, a config whose
+ * policy the test chooses, the real daemon attached to a test-only agents' cgroup,
+ * and helpers to run unmodified clients inside it.
+ */
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { findCgroup2Mount } from '../../src/identity/cgroups.js';
+import { runAgent, type AgentResult } from './agent.js';
+import { cli, startDaemon, type RunningDaemon } from './daemon.js';
+import { startPostgres, type TestPostgres } from './postgres.js';
+
+export interface E2EOptions {
+  /** a name for the agents' cgroup, pin dir and temp dir (distinct per test file) */
+  name: string;
+  proxyPort: number;
+  /** YAML of the analysts policy's rules, each line indented by 6 spaces */
+  rules: string;
+  /** YAML of the analysts policy's masking rules, each line indented by 6 spaces */
+  masking?: string;
+  /** extra YAML appended at the top level */
+  extra?: string;
+}
+
+/** Every statement kind but the opaque ones: the foundation tests' "allow everything ordinary". */
+export const ALLOW_ORDINARY =
+  '      - { action: allow, match: { statements: [select, insert, update, delete, merge, copy_to, copy_from, create, alter, drop, truncate, set, transaction, explain, other] } }';
+
+export class E2EEnv {
+  root = '';
+  pg!: TestPostgres;
+  daemon!: RunningDaemon;
+  auditFile = '';
+  configFile = '';
+  readonly agents: string;
+  readonly pinDir: string;
+  private mount = '';
+
+  constructor(private readonly opts: E2EOptions) {
+    this.agents = `/interlock-${opts.name}.slice`;
+    this.pinDir = `/sys/fs/bpf/interlock-${opts.name}`;
+  }
+
+  async start(): Promise<void> {
+    this.mount = findCgroup2Mount()!;
+    this.root = mkdtempSync(`/tmp/interlock-${this.opts.name}-`);
+    chmodSync(this.root, 0o755);
+    this.pg = startPostgres(join(this.root, 'pg'));
+    const secret = join(this.root, 'secrets', 'orders-db');
+    mkdirSync(join(this.root, 'secrets'), { mode: 0o700 });
+    writeFileSync(secret, `${this.pg.password}\n`, { mode: 0o600 });
+    this.auditFile = join(this.root, 'audit.jsonl');
+    this.configFile = join(this.root, 'interlock.yaml');
+    writeFileSync(this.configFile, `
+agents:
+  cgroup: ${this.agents}
+proxy:
+  ports: { postgres: ${this.opts.proxyPort} }
+  loginTimeout: 2s
+bpf:
+  pinDir: ${this.pinDir}
+control:
+  socket: ${this.root}/control.sock
+workloads:
+  - name: report-bot
+    match: { cgroup: ${this.agents}/report-bot.service }
+    groups: [analysts]
+  - name: intern-bot
+    match: { cgroup: ${this.agents}/intern-*.service }
+targets:
+  - name: orders-db
+    protocol: postgres
+    address: 127.0.0.3:5432
+    upstream:
+      user: app
+      password: { file: ${secret} }
+      database: orders
+  - name: dead-db
+    protocol: postgres
+    address: 127.0.0.5:5432
+    upstream: { user: app, database: orders }
+policies:
+  - name: analysts
+    subjects: { groups: [analysts] }
+    targets: [orders-db, dead-db]
+    rules:
+${this.opts.rules}
+${this.opts.masking ? `    masking:\n${this.opts.masking}` : ''}
+audit:
+  file: ${this.auditFile}
+${this.opts.extra ?? ''}
+`);
+    this.daemon = await startDaemon(this.configFile);
+  }
+
+  async stop(): Promise<void> {
+    await this.daemon?.stop();
+    if (this.configFile) cli(['detach', '--config', this.configFile]);
+    this.pg?.stop();
+    const agents = join(this.mount, this.agents);
+    try {
+      for (const d of readdirSync(agents, { withFileTypes: true })) if (d.isDirectory()) rmdirSync(join(agents, d.name));
+      rmdirSync(agents);
+    } catch {
+      // a cgroup still busy is left for the next run
+    }
+    if (this.root) rmSync(this.root, { recursive: true, force: true });
+  }
+
+  /** the cgroup directory of an agent unit */
+  cg(unit: string): string {
+    return join(this.mount, this.agents, unit);
+  }
+
+  /** unmodified psql as the report-bot agent (or another unit), no password */
+  psql(sql: string | string[], opts: { unit?: string; host?: string; extra?: string[]; env?: Record<string, string> } = {}): Promise<AgentResult> {
+    const commands = (Array.isArray(sql) ? sql : [sql]).flatMap((c) => ['-c', c]);
+    return runAgent(this.cg(opts.unit ?? 'report-bot.service'), 'psql',
+      ['-h', opts.host ?? '127.0.0.3', '-p', '5432', '-U', 'whoever', '-d', 'orders', '-w', '-qAtX', ...commands, ...(opts.extra ?? [])], { env: opts.env });
+  }
+}
