@@ -12,6 +12,7 @@ export type AuditEvent =
   | 'session.end'
   | 'connect.refused'
   | 'query'
+  | 'masked'
   | 'cancel'
   | 'redirect.attached'
   | 'daemon.stop';

@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { InterlockConfig, PolicyDef } from '../config/types.js';
 import { initAnalysis } from '../policy/analysis.js';
 import { RuleSet } from '../policy/rules.js';
+import { compileMasking, type Masker } from '../masking/plan.js';
 import { TargetIndex } from '../config/targets.js';
 import { createAudit, type Audit } from '../audit/audit.js';
 import { CgroupDirectory, cgroupOfProcess, findCgroup2Mount, isWithin } from '../identity/cgroups.js';
@@ -25,6 +26,11 @@ import { ControlServer, type DaemonStatus, type SessionSummary } from './control
 /** The loopback address the BPF program rewrites connections to (bpf/interlock.bpf.c). */
 export const PROXY_HOST = '127.0.0.1';
 
+interface Enforcement {
+  judge: RuleSet;
+  masker: Masker;
+}
+
 interface LiveSession {
   summary: SessionSummary;
   session: PostgresSession;
@@ -34,7 +40,9 @@ export class Daemon {
   private audit!: Audit;
   private readonly sessions = new Map<string, LiveSession>();
   private readonly cancelKeys = new CancelKeys();
-  private readonly ruleSets = new Map<string, RuleSet>();
+  private readonly enforcement = new Map<string, Enforcement>();
+  /** keys the `hash` masking strategy: equal values hash alike within a daemon's lifetime */
+  private readonly maskingKey = randomBytes(32);
   private readonly servers: Server[] = [];
   private redirect?: Redirect;
   private control?: ControlServer;
@@ -106,7 +114,7 @@ export class Daemon {
       client,
       target: a.target,
       refusal: a.refusal,
-      judge: a.refusal ? undefined : this.ruleSetFor(a.policies),
+      ...(a.refusal ? {} : this.enforcementFor(a.policies)),
       loginTimeoutMs: this.config.proxy.loginTimeoutMs,
       hooks: {
         audit: (event, fields) => {
@@ -125,12 +133,15 @@ export class Daemon {
     this.sessions.set(id, { summary, session });
   }
 
-  /** Compiled rules per set of policies, shared by every session they govern (and their verdict cache). */
-  private ruleSetFor(policies: PolicyDef[]): RuleSet {
+  /** Compiled rules and masking per set of policies, shared by every session they govern (with the verdict cache). */
+  private enforcementFor(policies: PolicyDef[]): Enforcement {
     const key = policies.map((p) => p.name).join('\n');
-    let rules = this.ruleSets.get(key);
-    if (!rules) this.ruleSets.set(key, (rules = new RuleSet(policies)));
-    return rules;
+    let e = this.enforcement.get(key);
+    if (!e) {
+      e = { judge: new RuleSet(policies), masker: compileMasking(policies.flatMap((p) => p.masking), { hashKey: this.maskingKey }) };
+      this.enforcement.set(key, e);
+    }
+    return e;
   }
 
   /** The BPF record for this client; consumed, so each flow is attributed once. */

@@ -28,6 +28,8 @@ export interface ResultColumn {
   name: string;
   /** "schema.table"; undefined when the column is computed or its table is unknown */
   tableName?: string;
+  /** the column comes from a table whose name could not be resolved: every table/schema segment matches (mask more, never less) */
+  unresolvedTable?: boolean;
   /** 0 when unknown (e.g. COPY columns known by name only) */
   typeOid: number;
   format: 0 | 1;
@@ -142,6 +144,16 @@ export class Masker {
     return this.rules.length === 0;
   }
 
+  /** Some rule masks by column (such rules cannot follow COPY, whose columns are unnamed). */
+  get hasColumnRules(): boolean {
+    return this.rules.some((r) => r.patterns !== null);
+  }
+
+  /** Some column pattern names a table or schema: the caller should resolve table OIDs to names. */
+  get needsTableNames(): boolean {
+    return this.rules.some((r) => r.patterns?.some((p) => p.table || p.schema));
+  }
+
   /** Plan for a result set; call once per RowDescription (or COPY column list). */
   forColumns(columns: readonly ResultColumn[]): RowPlan {
     const plans = columns.map((c) => this.columnPlan(c));
@@ -170,7 +182,9 @@ export class Masker {
         table = c.tableName.slice(dot + 1);
       }
     }
-    const matches = (r: CompiledRule) => r.patterns!.some((p) => patternMatches(p, c.name, schema, table));
+    const matches = c.unresolvedTable
+      ? (r: CompiledRule) => r.patterns!.some((p) => p.column.test(c.name))
+      : (r: CompiledRule) => r.patterns!.some((p) => patternMatches(p, c.name, schema, table));
     const codec = codecOf(c, this.textLike);
     for (const r of this.rules) {
       if (r.patterns !== null && r.scanners === null && matches(r)) {

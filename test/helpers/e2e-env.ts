@@ -20,6 +20,9 @@ export interface E2EOptions {
   masking?: string;
   /** extra YAML appended at the top level */
   extra?: string;
+  /** more workloads / policies: YAML list items indented by 2 */
+  workloads?: string;
+  policies?: string;
 }
 
 /** Every statement kind but the opaque ones: the foundation tests' "allow everything ordinary". */
@@ -67,6 +70,7 @@ workloads:
     groups: [analysts]
   - name: intern-bot
     match: { cgroup: ${this.agents}/intern-*.service }
+${this.opts.workloads ?? ''}
 targets:
   - name: orders-db
     protocol: postgres
@@ -86,6 +90,7 @@ policies:
     rules:
 ${this.opts.rules}
 ${this.opts.masking ? `    masking:\n${this.opts.masking}` : ''}
+${this.opts.policies ?? ''}
 audit:
   file: ${this.auditFile}
 ${this.opts.extra ?? ''}

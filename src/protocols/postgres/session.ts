@@ -18,6 +18,9 @@ import { MessageFramer, ProtocolError, type Frame } from './framer.js';
 import { parseStartupPacket, serializeStartup } from './startup.js';
 import { deniedParse, deniedQuery } from './denial.js';
 import type { QueryVerdict } from '../../policy/rules.js';
+import type { Masker } from '../../masking/plan.js';
+import { ResultMasker } from './results.js';
+import { serialize } from 'pg-protocol';
 
 const T_QUERY = 0x51; // 'Q'
 const T_PARSE = 0x50; // 'P'
@@ -27,6 +30,10 @@ const B_AUTH = 0x52; // 'R'
 const B_KEY = 0x4b; // 'K'
 const B_ERROR = 0x45; // 'E'
 const B_READY = 0x5a; // 'Z'
+const B_DATA_ROW = 0x44; // 'D'
+/** every relation a column can come from, for masking rules that name tables */
+const CATALOG_SQL =
+  "SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','v','m','p','f')";
 const SSL_NO = Buffer.from('N');
 /** what a client may send ahead while its login is still under way */
 const MAX_EARLY_BYTES = 1 << 20;
@@ -43,7 +50,7 @@ export interface StatementJudge {
 
 export interface SessionHooks {
   /** audit trail for this session; fields are merged with the session's who/what */
-  audit(event: 'session.start' | 'session.end' | 'query' | 'connect.refused', fields: Record<string, unknown>): void;
+  audit(event: 'session.start' | 'session.end' | 'query' | 'masked' | 'connect.refused', fields: Record<string, unknown>): void;
   /** a CancelRequest arrived on this connection */
   cancel(processId: number, secretKey: number): void;
   /** issue the key the client will use to cancel, remembering the upstream one */
@@ -58,6 +65,8 @@ export interface PostgresSessionOptions {
   refusal?: { code: string; message: string };
   /** decides every statement; required for a session that is not refused */
   judge?: StatementJudge;
+  /** masks what comes back; undefined or empty: results stream through untouched */
+  masker?: Masker;
   hooks: SessionHooks;
   /** how long the upstream may take to answer the connect (default 10 s) */
   connectTimeoutMs?: number;
@@ -65,7 +74,7 @@ export interface PostgresSessionOptions {
   loginTimeoutMs?: number;
 }
 
-type Phase = 'startup' | 'login' | 'relay' | 'closed';
+type Phase = 'startup' | 'login' | 'catalog' | 'relay' | 'closed';
 
 export class PostgresSession {
   private phase: Phase = 'startup';
@@ -77,6 +86,9 @@ export class PostgresSession {
   private bytesIn = 0;
   private bytesOut = 0;
   private queries = 0;
+  private results?: ResultMasker;
+  private tableNames?: Map<number, string>;
+  private heldReady?: Buffer;
   private endReason = 'client closed';
   private started = false;
   private ended = false;
@@ -221,10 +233,18 @@ export class PostgresSession {
   /** Audits the verdict; returns what to tell the agent when the statement must not run. */
   private decide(sql: string, protocol: 'simple' | 'extended', statement?: string): { message: string; detail?: string } | undefined {
     this.queries++;
-    const { decision, kinds } = this.opts.judge!.decideText(sql);
+    const verdict = this.opts.judge!.decideText(sql);
+    const { kinds } = verdict;
+    let { decision } = verdict;
+    const copyOut = decision.action === 'allow' && this.results !== undefined && kinds.includes('copy_to');
+    if (copyOut && this.opts.masker!.hasColumnRules) {
+      // COPY rows carry no column names, so column rules cannot follow them
+      decision = { action: 'deny', message: 'COPY TO is not allowed while column masking applies; use SELECT' };
+    }
     this.opts.hooks.audit('query', { protocol, statement, query: sql, kinds, decision: decision.action, rule: decision.rule, message: decision.action === 'allow' ? undefined : decision.message });
-    if (decision.action === 'allow') return undefined;
-    return { message: `interlock: ${decision.message}`, detail: decision.rule ? `rule ${decision.rule}` : undefined };
+    if (decision.action !== 'allow') return { message: `interlock: ${decision.message}`, detail: decision.rule ? `rule ${decision.rule}` : undefined };
+    if (copyOut) this.results!.expectCopy(sql);
+    return undefined;
   }
 
   // --- upstream side -----------------------------------------------------------
@@ -256,16 +276,67 @@ export class PostgresSession {
   }
 
   private onUpstreamData(chunk: Buffer): void {
-    if (this.phase === 'relay') return this.toClient(chunk);
+    // no masking for this session: the server's bytes go out as they came
+    if (this.phase === 'relay' && !this.results) return this.toClient(chunk);
     this.fromUpstream.push(chunk);
-    while (this.phase === 'login') {
+    while (this.phase === 'login' || this.phase === 'catalog') {
       const f = this.fromUpstream.next();
       if (!f) break;
-      this.onLoginMessage(f);
+      if (this.phase === 'login') this.onLoginMessage(f);
+      else this.onCatalogMessage(f);
     }
-    if ((this.phase as Phase) === 'relay') {
-      // whatever followed ReadyForQuery in the same chunk streams on as is
-      for (let f = this.fromUpstream.next(); f; f = this.fromUpstream.next()) this.toClient(f.raw);
+    if ((this.phase as Phase) === 'relay') this.relayUpstreamFrames();
+  }
+
+  /**
+   * Frames in, masked frames out. Untouched frames that lie next to each other in
+   * memory leave as one write; only a rewritten message breaks the run.
+   */
+  private relayUpstreamFrames(): void {
+    const results = this.results;
+    let run: Buffer | undefined;
+    let runEnd = 0;
+    const flush = () => {
+      if (run) this.toClient(run.length === runEnd - run.byteOffset ? run : Buffer.from(run.buffer, run.byteOffset, runEnd - run.byteOffset));
+      run = undefined;
+    };
+    this.client.cork();
+    try {
+      for (let f = this.fromUpstream.next(); f; f = this.fromUpstream.next()) {
+        const out = results ? results.frame(f) : f.raw;
+        if (out.length === 0) continue;
+        if (out === f.raw && run && out.buffer === run.buffer && out.byteOffset === runEnd) {
+          runEnd += out.length;
+          continue;
+        }
+        flush();
+        if (out === f.raw) {
+          run = out;
+          runEnd = out.byteOffset + out.length;
+        } else this.toClient(out);
+      }
+      flush();
+    } finally {
+      this.client.uncork();
+    }
+  }
+
+  /** Rows of our own catalog query (oid, schema, table): table names for column masking rules. */
+  private onCatalogMessage(f: Frame): void {
+    if (f.type === B_DATA_ROW) {
+      const fields: string[] = [];
+      let at = 2;
+      for (let i = 0; i < 3; i++) {
+        const len = f.payload.readInt32BE(at);
+        fields.push(f.payload.toString('utf8', at + 4, at + 4 + len));
+        at += 4 + len;
+      }
+      this.tableNames!.set(Number(fields[0]), `${fields[1]}.${fields[2]}`);
+    } else if (f.type === B_ERROR) {
+      this.tableNames = undefined; // unresolved tables then match every table segment: more masking, not less
+    } else if (f.type === B_READY) {
+      this.client.write(this.heldReady!);
+      this.enterRelay();
     }
   }
 
@@ -295,15 +366,31 @@ export class PostgresSession {
         return;
       }
       case B_READY:
+        if (this.opts.masker?.needsTableNames) {
+          // the agent waits one round trip more while we learn the table names masking rules use
+          this.heldReady = Buffer.from(f.raw);
+          this.tableNames = new Map();
+          this.phase = 'catalog';
+          this.upstream!.write(serialize.query(CATALOG_SQL));
+          return;
+        }
         this.client.write(f.raw);
-        this.phase = 'relay';
-        this.client.setTimeout(0); // an idle session is the agent's business from here on
-        this.upstream!.setTimeout(0);
-        this.relayClientMessages();
+        this.enterRelay();
         return;
       default: // ParameterStatus, NoticeResponse, NegotiateProtocolVersion
         this.client.write(f.raw);
     }
+  }
+
+  private enterRelay(): void {
+    this.phase = 'relay';
+    this.client.setTimeout(0); // an idle session is the agent's business from here on
+    this.upstream!.setTimeout(0);
+    const masker = this.opts.masker;
+    if (masker && !masker.empty) {
+      this.results = new ResultMasker(masker, this.tableNames, (tag, counts) => this.opts.hooks.audit('masked', { tag, counts }));
+    }
+    this.relayClientMessages();
   }
 
   private toClient(bytes: Buffer): void {

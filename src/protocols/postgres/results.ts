@@ -1,0 +1,179 @@
+/**
+ * Masking of what the server sends back, one backend message at a time. No I/O:
+ * the session feeds frames in and writes out what comes back.
+ *
+ *   RowDescription   plan the result set once (which columns, which rules)
+ *   DataRow          rewritten only when the plan touches a column, else passed through
+ *   CopyOutResponse  text/CSV rows masked line by line; binary COPY cannot be masked
+ *                    and is swallowed, then answered with an error in place of its tag
+ *   CommandComplete  the masked-value counts of the statement are reported
+ */
+import { parseSync } from 'libpg-query';
+import { copyDataMessage, maskCopyLine, maskDataRow, type CopyOptions, type MaskCounts } from '../../masking/index.js';
+import type { Masker, ResultColumn, RowPlan } from '../../masking/plan.js';
+import { errorResponse, readCString } from './backend.js';
+import type { Frame } from './framer.js';
+
+const B_ROW_DESCRIPTION = 0x54; // 'T'
+const B_DATA_ROW = 0x44; // 'D'
+const B_COPY_OUT = 0x48; // 'H'
+const B_COPY_DATA = 0x64; // 'd'
+const B_COPY_DONE = 0x63; // 'c'
+const B_COMMAND_COMPLETE = 0x43; // 'C'
+const B_ERROR = 0x45; // 'E'
+const B_READY = 0x5a; // 'Z'
+
+const DROP = Buffer.alloc(0);
+
+export interface CopyFormat {
+  format: 'text' | 'csv' | 'binary';
+  header: boolean;
+  options: CopyOptions;
+}
+
+type CopyState = { mode: 'mask'; format: CopyFormat; plan: RowPlan; skipHeader: boolean } | { mode: 'swallow' } | undefined;
+
+export class ResultMasker {
+  private plan: RowPlan | undefined;
+  private copy: CopyState;
+  private copyBlocked = false;
+  private counts: MaskCounts = {};
+  private masked = 0;
+  /** COPY TO formats of the statements sent, oldest first (their CopyOutResponses come in that order) */
+  private readonly copyFormats: CopyFormat[] = [];
+
+  constructor(
+    private readonly masker: Masker,
+    /** "schema.table" by table OID; undefined: resolution was not needed or failed */
+    private readonly tableNames: Map<number, string> | undefined,
+    private readonly onMasked: (tag: string, counts: MaskCounts) => void,
+  ) {}
+
+  /** A COPY ... TO STDOUT statement is on its way to the server. */
+  expectCopy(sql: string): void {
+    this.copyFormats.push(copyFormatOf(sql));
+  }
+
+  /** What to send the client for this backend message: f.raw, a replacement, or an empty buffer (nothing). */
+  frame(f: Frame): Buffer {
+    switch (f.type) {
+      case B_ROW_DESCRIPTION:
+        this.plan = this.masker.forColumns(this.columns(f.payload));
+        return f.raw;
+      case B_DATA_ROW:
+        if (!this.plan || this.plan.touchesNothing) return f.raw;
+        return this.count(maskDataRow(f.payload, this.plan, this.counts)) ?? f.raw;
+      case B_COPY_OUT:
+        return this.copyOut(f);
+      case B_COPY_DATA:
+        return this.copyData(f);
+      case B_COPY_DONE:
+        if (this.copy?.mode === 'swallow') return DROP;
+        this.copy = undefined;
+        return f.raw;
+      case B_COMMAND_COMPLETE:
+        return this.commandComplete(f);
+      case B_ERROR:
+      case B_READY:
+        this.plan = undefined;
+        this.copy = undefined;
+        return f.raw;
+      default:
+        return f.raw;
+    }
+  }
+
+  private count(replacement: Buffer | null): Buffer | null {
+    if (replacement) this.masked++;
+    return replacement;
+  }
+
+  private columns(payload: Buffer): ResultColumn[] {
+    const n = payload.readInt16BE(0);
+    const out: ResultColumn[] = [];
+    let at = 2;
+    for (let i = 0; i < n; i++) {
+      const [name, next] = readCString(payload, at);
+      const tableOid = payload.readUInt32BE(next);
+      const typeOid = payload.readUInt32BE(next + 6);
+      const format = payload.readInt16BE(next + 16) === 1 ? 1 : 0;
+      at = next + 18;
+      const tableName = tableOid ? this.tableNames?.get(tableOid) : undefined;
+      out.push({ name, typeOid, format, tableName, unresolvedTable: tableOid !== 0 && tableName === undefined });
+    }
+    return out;
+  }
+
+  private copyOut(f: Frame): Buffer {
+    const format = this.copyFormats.shift() ?? { format: 'text', header: false, options: {} };
+    const binary = f.payload[0] === 1 || format.format === 'binary';
+    const plan = this.masker.forUnknownColumns();
+    if (binary && !plan.touchesNothing) {
+      this.copy = { mode: 'swallow' };
+      this.copyBlocked = true;
+      return DROP;
+    }
+    this.copy = plan.touchesNothing ? undefined : { mode: 'mask', format, plan, skipHeader: format.header };
+    return f.raw;
+  }
+
+  private copyData(f: Frame): Buffer {
+    const c = this.copy;
+    if (!c) return f.raw;
+    if (c.mode === 'swallow') return DROP;
+    if (c.skipHeader) {
+      c.skipHeader = false; // the header row holds column names, not data
+      return f.raw;
+    }
+    const body = maskCopyLine(f.payload, c.format.format === 'csv' ? 'csv' : 'text', c.plan, this.counts, c.format.options);
+    if (!body) return f.raw;
+    this.masked++;
+    return copyDataMessage(body);
+  }
+
+  private commandComplete(f: Frame): Buffer {
+    this.plan = undefined;
+    if (this.copyBlocked) {
+      this.copyBlocked = false;
+      this.copy = undefined;
+      return errorResponse({ severity: 'ERROR', code: '42501', message: 'interlock: binary COPY output cannot be masked; use COPY in text or CSV format' });
+    }
+    if (this.masked > 0) {
+      this.onMasked(readCString(f.payload, 0)[0], this.counts);
+      this.counts = {};
+      this.masked = 0;
+    }
+    return f.raw;
+  }
+}
+
+/** The format and text options of a COPY statement, read with the real parser. */
+export function copyFormatOf(sql: string): CopyFormat {
+  const out: CopyFormat = { format: 'text', header: false, options: {} };
+  try {
+    const stmt = parseSync(sql).stmts?.[0]?.stmt as { CopyStmt?: { options?: { DefElem: { defname: string; arg?: unknown } }[] } };
+    for (const o of stmt?.CopyStmt?.options ?? []) {
+      const { defname, arg } = o.DefElem;
+      const value = argText(arg);
+      const lower = value?.toLowerCase();
+      if (defname === 'format' && (lower === 'csv' || lower === 'binary' || lower === 'text')) out.format = lower;
+      else if (defname === 'header') out.header = value === undefined || !['false', 'off', '0'].includes(value.toLowerCase());
+      else if (defname === 'delimiter' && value !== undefined) out.options.delimiter = value;
+      else if (defname === 'null' && value !== undefined) out.options.null = value;
+      else if (defname === 'quote' && value !== undefined) out.options.quote = value;
+      else if (defname === 'escape' && value !== undefined) out.options.escape = value;
+    }
+  } catch {
+    // not parseable here: the policy already refused it
+  }
+  return out;
+}
+
+function argText(arg: unknown): string | undefined {
+  const a = arg as { String?: { sval?: string }; Integer?: { ival?: number }; Boolean?: { boolval?: boolean } } | undefined;
+  if (!a) return undefined;
+  if (a.String) return a.String.sval;
+  if (a.Integer) return String(a.Integer.ival ?? 0);
+  if (a.Boolean) return a.Boolean.boolval ? 'true' : 'false';
+  return undefined;
+}
