@@ -6,6 +6,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import pino, { type Logger } from 'pino';
+import { BatchedFile } from './batched-file.js';
 
 export type AuditEvent =
   | 'session.start'
@@ -27,7 +28,7 @@ export interface Audit {
 export function createAudit(file?: string): Audit {
   if (file) mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   // queries are sensitive: the trail is root-only
-  const dest = pino.destination({ dest: file ?? 1, sync: false, mkdir: true, mode: 0o600 });
+  const dest = file ? BatchedFile.open(file, 0o600) : new BatchedFile(1);
   const log: Logger = pino(
     {
       base: undefined,
@@ -37,17 +38,10 @@ export function createAudit(file?: string): Audit {
     },
     dest,
   );
-  const flush = () => {
-    try {
-      dest.flushSync();
-    } catch {
-      // not open yet: nothing buffered to lose
-    }
-  };
   const wrap = (l: Logger): Audit => ({
     event: (event, fields) => (fields ? l.info(fields, event) : l.info(event)),
     with: (bindings) => wrap(l.child(bindings)),
-    flush,
+    flush: () => dest.flushSync(),
   });
   return wrap(log);
 }

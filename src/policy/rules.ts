@@ -15,6 +15,7 @@ import type { PolicyDef, RuleAction, RuleDef } from '../config/types.js';
 import { globToRegExp } from '../util/glob.js';
 import { analyzeQuery, type FunctionRef, type QueryAnalysis, type RelationRef, type StatementAnalysis } from './analysis.js';
 import { Lru } from './lru.js';
+import { literalShape } from './shape.js';
 
 export interface Decision {
   action: RuleAction;
@@ -58,8 +59,12 @@ export class RuleSet {
   private readonly rules: CompiledRule[];
   private readonly verdicts = new Lru<string, QueryVerdict>(4096);
 
+  /** some rule matches on the statement text, which shaping would hide */
+  private readonly readsText: boolean;
+
   constructor(policies: PolicyDef[]) {
     this.rules = policies.flatMap((p) => p.rules.map((def, i) => compile(`${p.name}#${i + 1}`, def)));
+    this.readsText = this.rules.some((r) => r.pattern !== undefined);
   }
 
   get size(): number {
@@ -81,14 +86,18 @@ export class RuleSet {
     return { action: 'deny', message: `no rule allows this ${describe(s)}` };
   }
 
-  /** decideQuery on analyzeQuery(sql), remembered by text: repeated statements cost a lookup. */
+  /**
+   * decideQuery on analyzeQuery(sql), remembered by the statement's literal-free shape
+   * (by its exact text when a rule looks at text): repeated statements cost a lookup.
+   */
   decideText(sql: string): QueryVerdict {
-    let v = this.verdicts.get(sql);
+    const key = (!this.readsText && literalShape(sql)) || sql;
+    let v = this.verdicts.get(key);
     if (!v) {
-      const q = analyzeQuery(sql);
+      const q = analyzeQuery(key);
       const { decision } = this.decideQuery(q);
       v = Object.freeze({ decision, kinds: [...new Set(q.statements.flatMap((s) => s.kinds))] });
-      if (sql.length <= MAX_CACHED_TEXT) this.verdicts.set(sql, v);
+      if (key.length <= MAX_CACHED_TEXT) this.verdicts.set(key, v);
     }
     return v;
   }

@@ -24,6 +24,7 @@ const B_ERROR = 0x45; // 'E'
 const B_READY = 0x5a; // 'Z'
 
 const DROP = Buffer.alloc(0);
+const MAX_PLANS = 256;
 
 export interface CopyFormat {
   format: 'text' | 'csv' | 'binary';
@@ -41,6 +42,7 @@ export class ResultMasker {
   private masked = 0;
   /** COPY TO formats of the statements sent, oldest first (their CopyOutResponses come in that order) */
   private readonly copyFormats: CopyFormat[] = [];
+  private readonly plans = new Map<string, RowPlan>();
 
   constructor(
     private readonly masker: Masker,
@@ -58,7 +60,7 @@ export class ResultMasker {
   frame(f: Frame): Buffer {
     switch (f.type) {
       case B_ROW_DESCRIPTION:
-        this.plan = this.masker.forColumns(this.columns(f.payload));
+        this.plan = this.planFor(f.payload);
         return f.raw;
       case B_DATA_ROW:
         if (!this.plan || this.plan.touchesNothing) return f.raw;
@@ -81,6 +83,18 @@ export class ResultMasker {
       default:
         return f.raw;
     }
+  }
+
+  /** Result sets repeat their shape (the same query again and again): plan each shape once. */
+  private planFor(rowDescription: Buffer): RowPlan {
+    const key = rowDescription.toString('latin1');
+    let plan = this.plans.get(key);
+    if (!plan) {
+      plan = this.masker.forColumns(this.columns(rowDescription));
+      if (this.plans.size >= MAX_PLANS) this.plans.clear();
+      this.plans.set(key, plan);
+    }
+    return plan;
   }
 
   private count(replacement: Buffer | null): Buffer | null {
