@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { bpfGate } from '../helpers/bpf-gate.js';
 import { runAgent } from '../helpers/agent.js';
-import { readAudit, waitForAudit } from '../helpers/daemon.js';
+import { waitForAudit } from '../helpers/daemon.js';
 import { ALLOW_ORDINARY, E2EEnv } from '../helpers/e2e-env.js';
 
 const enabled = bpfGate();
@@ -118,6 +118,6 @@ describe.skipIf(!enabled)('masking through the redirect', () => {
     const r = await env.psql('COPY people TO STDOUT');
     expect(r.stderr).toContain('interlock: COPY TO is not allowed while column masking applies; use SELECT');
     expect(leaks(r.stdout)).toEqual([]);
-    expect(readAudit(env.auditFile).some((l) => l.event === 'query' && l.query === 'COPY people TO STDOUT' && l.workload === 'report-bot')).toBe(true);
+    await waitForAudit(env.auditFile, (l) => l.event === 'query' && l.query === 'COPY people TO STDOUT' && l.workload === 'report-bot' && l.decision === 'deny');
   });
 });

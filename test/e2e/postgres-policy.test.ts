@@ -57,6 +57,7 @@ describe.skipIf(!enabled)('per-statement policy through the redirect', () => {
       expect(r.stdout, sql).toBe('');
     }
     expect(count('customers')).toBe('2');
+    await waitForAudit(env.auditFile, (l) => l.decision === 'approve' && String(l.query).includes('FOR UPDATE'));
     const approvals = readAudit(env.auditFile).filter((l) => l.decision === 'approve');
     expect(approvals.map((l) => l.kinds)).toEqual(expect.arrayContaining([['delete', 'select'], ['delete', 'explain'], ['update', 'select']]));
   });
