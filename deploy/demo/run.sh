@@ -38,8 +38,8 @@ CREATE ROLE app LOGIN PASSWORD '$PG_PASS';
 CREATE DATABASE orders OWNER app;
 SQL
 PGPASSWORD=$PG_PASS psql -h 127.0.0.3 -U app -d orders -qAtX -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
-CREATE TABLE customers (id int primary key, name text, email text);
-INSERT INTO customers VALUES (1,'Ada Lovelace','ada@example.com'),(2,'Alan Turing','alan@example.org'),(3,'Grace Hopper','grace@example.net');
+CREATE TABLE customers (id int primary key, name text, email text, note text);
+INSERT INTO customers VALUES (1,'Ada Lovelace','ada@example.com','vip'),(2,'Alan Turing','alan@example.org','card 4111 1111 1111 1111 on file'),(3,'Grace Hopper','grace@example.net','call grace@example.net');
 CREATE VIEW orders_summary AS SELECT name, length(name) * 100 AS total FROM customers;
 SQL
 printf '%s' "$PG_PASS" >"$DEMO/secrets/orders-db"; chmod 600 "$DEMO/secrets/orders-db"
@@ -68,6 +68,15 @@ policies:
   - name: analysts-read
     subjects: { groups: [analysts] }
     targets: [orders-db]
+    rules:
+      - { action: deny, match: { functions: [pg_read_file, pg_read_binary_file, lo_export, lo_import, "dblink*", pg_terminate_backend] }, message: "dangerous function" }
+      - { action: deny, match: { statements: [drop, truncate, alter] }, message: "no schema changes" }
+      - { action: allow, match: { statements: [select], relations: ["public.*"], access: read } }
+      - { action: approve, match: { statements: [insert, update, delete, merge] }, approvers: [dba] }
+      - { action: allow, match: { statements: [set, transaction] } }
+    masking:
+      - { columns: ["customers.email"], strategy: partial }
+      - { detectors: [credit_card, email], strategy: redact }
 audit:
   file: $DEMO/audit.jsonl
 YAML
@@ -101,7 +110,8 @@ node -e '
   for (const line of require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean)) {
     const e = JSON.parse(line);
     const who = e.workload ? `${e.workload} pid=${e.pid} uid=${e.uid} comm=${e.comm}` : "";
-    const what = e.query ?? e.reason ?? (e.targets ? `targets ${e.targets}` : "");
-    console.log(`${e.time.slice(11, 23)} ${e.event.padEnd(17)} ${who.padEnd(48)} ${e.target ?? ""} ${what}`);
+    const what = e.query ?? e.reason ?? (e.counts ? `${e.tag}: masked ${JSON.stringify(e.counts)}` : "") ?? "";
+    const verdict = e.decision ? `[${e.decision}${e.rule ? " " + e.rule : ""}] ` : "";
+    console.log(`${e.time.slice(11, 23)} ${e.event.padEnd(16)} ${who.padEnd(46)} ${verdict}${what || (e.targets ? "targets " + e.targets : "")}`);
   }' "$DEMO/audit.jsonl"
 echo; echo "demo done: the daemon, the redirect and PostgreSQL are torn down on exit"
