@@ -16,7 +16,7 @@ import { AuthError, UpstreamAuthenticator } from './auth.js';
 import { authenticationOk, backendKeyData, errorResponse, readCString, readErrorFields } from './backend.js';
 import { MessageFramer, ProtocolError, type Frame } from './framer.js';
 import { parseStartupPacket, serializeStartup } from './startup.js';
-import { deniedParse, deniedQuery } from './denial.js';
+import { DENIED_SQLSTATE, deniedParse, deniedQuery } from './denial.js';
 import type { QueryVerdict } from '../../policy/rules.js';
 import type { Masker } from '../../masking/plan.js';
 import { ResultMasker } from './results.js';
@@ -56,6 +56,17 @@ export interface SessionHooks {
   /** issue the key the client will use to cancel, remembering the upstream one */
   registerCancelKey(upstreamPid: number, upstreamSecret: number): { processId: number; secretKey: number };
   closed(): void;
+}
+
+/**
+ * Our denials are raised by the server from a DO block, so they arrive with a PL/pgSQL
+ * CONTEXT line and source position: noise about our mechanism, dropped here. Any other
+ * error passes through byte for byte.
+ */
+function ownDenial(f: Frame): Buffer {
+  const e = readErrorFields(f.payload);
+  if (e.C !== DENIED_SQLSTATE || !e.M?.startsWith('interlock: ') || !e.W?.includes('inline_code_block')) return f.raw;
+  return errorResponse({ severity: e.S === 'FATAL' ? 'FATAL' : 'ERROR', code: e.C, message: e.M, detail: e.D, hint: e.H });
 }
 
 export interface PostgresSessionOptions {
@@ -276,8 +287,6 @@ export class PostgresSession {
   }
 
   private onUpstreamData(chunk: Buffer): void {
-    // no masking for this session: the server's bytes go out as they came
-    if (this.phase === 'relay' && !this.results) return this.toClient(chunk);
     this.fromUpstream.push(chunk);
     while (this.phase === 'login' || this.phase === 'catalog') {
       const f = this.fromUpstream.next();
@@ -303,7 +312,8 @@ export class PostgresSession {
     this.client.cork();
     try {
       for (let f = this.fromUpstream.next(); f; f = this.fromUpstream.next()) {
-        const out = results ? results.frame(f) : f.raw;
+        let out = results ? results.frame(f) : f.raw;
+        if (f.type === B_ERROR && out === f.raw) out = ownDenial(f);
         if (out.length === 0) continue;
         if (out === f.raw && run && out.buffer === run.buffer && out.byteOffset === runEnd) {
           runEnd += out.length;
