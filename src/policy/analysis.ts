@@ -29,6 +29,8 @@ export interface StatementAnalysis {
   functions: FunctionRef[];
   /** Content cannot be inspected: DO, CALL, EXECUTE, COPY to/from a server file or a program. */
   opaque: boolean;
+  /** Run-time settings it changes (SET / SET LOCAL name), lower case; '*' for set_config(), whose name is data. */
+  settings: string[];
 }
 
 export interface QueryAnalysis {
@@ -122,6 +124,7 @@ class Walker {
   readonly kinds = new Set<StatementKind>();
   readonly relations = new Map<string, RelationRef>();
   readonly functions = new Map<string, FunctionRef>();
+  readonly settings = new Set<string>();
   opaque = false;
   /** RangeVars a statement writes: always real relations, even when named like a CTE. */
   private readonly targets = new Set<object>();
@@ -156,6 +159,9 @@ class Walker {
         return this.rangeVar(b);
       case 'FuncCall':
         this.addFunction(b.funcname);
+        break;
+      case 'VariableSetStmt':
+        if (b.kind !== 'VAR_RESET' && b.kind !== 'VAR_RESET_ALL' && typeof b.name === 'string') this.settings.add(b.name.toLowerCase());
         break;
       case 'SelectStmt':
         if (!this.plainValues.has(b)) this.addKind('select');
@@ -360,6 +366,7 @@ function analyzeStatement(sql: string, bytes: Uint8Array | undefined, raw: RawSt
     relations: [...walker.relations.values()],
     functions: [...walker.functions.values()],
     opaque: walker.opaque,
+    settings: [...walker.settings, ...([...walker.functions.values()].some((f) => f.name.toLowerCase() === 'set_config') ? ['*'] : [])],
   };
 }
 

@@ -72,6 +72,10 @@ export class RuleSet {
   }
 
   decideStatement(s: StatementAnalysis): Decision {
+    // rules read unqualified names as public.x: the session's search_path is pinned, and stays so
+    if (s.settings.some((name) => name === 'search_path' || name === '*')) {
+      return { action: 'deny', message: 'changing search_path is not allowed through interlock (unqualified names are policed as public.x)' };
+    }
     for (const r of this.rules) {
       if (!matches(r, s)) continue;
       const action = r.def.action;

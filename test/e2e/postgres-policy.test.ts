@@ -79,6 +79,12 @@ describe.skipIf(!enabled)('per-statement policy through the redirect', () => {
     expect(opaque.stderr).toContain('interlock: no rule allows this DO statement');
   });
 
+  it('pins search_path, so unqualified names mean what the policy read them as', async () => {
+    const r = await env.psql(["select current_setting('search_path')", 'set search_path = pg_catalog, public', "select 'after'"]);
+    expect(r.stdout.trim().split('\n')).toEqual(['public', 'after']);
+    expect(r.stderr).toContain('interlock: changing search_path is not allowed through interlock');
+  });
+
   it('keeps a transaction consistent: a denial aborts it like any error, ROLLBACK recovers', async () => {
     const script = [
       'BEGIN;',

@@ -80,6 +80,14 @@ describe('RuleSet', () => {
     expect(decide(rs, '   ').action).toBe('allow');
   });
 
+  it('keeps search_path pinned: SET search_path and set_config() are refused whatever the rules say', () => {
+    for (const sql of ['set search_path = private, public', 'SET LOCAL search_path TO x', "select set_config('search_path', 'x', false)"]) {
+      expect(decide(rs, sql), sql).toMatchObject({ action: 'deny', message: expect.stringContaining('changing search_path is not allowed') });
+    }
+    expect(decide(rs, 'set work_mem = 1024').action).toBe('allow');
+    expect(decide(rs, 'reset search_path').action).toBe('allow'); // back to the pinned value
+  });
+
   it('remembers verdicts by text', () => {
     expect(rs.decideText('select 42')).toBe(rs.decideText('select 42'));
     expect(rs.decideText('select 42').kinds).toEqual(['select']);

@@ -184,7 +184,8 @@ export class PostgresSession {
     } catch (e) {
       return this.fail({ severity: 'FATAL', code: '28000', message: `interlock cannot log in to target ${target.name}: ${(e as Error).message}` });
     }
-    const upstreamParams: Record<string, string> = { user: target.upstream.user, database: served ?? wanted };
+    // pinned: policy reads unqualified relation names as public.x
+    const upstreamParams: Record<string, string> = { user: target.upstream.user, database: served ?? wanted, search_path: 'public' };
     const dropped: string[] = [];
     for (const [k, v] of Object.entries(params)) {
       if (k === 'user' || k === 'database') continue;
