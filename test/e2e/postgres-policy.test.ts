@@ -132,6 +132,35 @@ describe.skipIf(!enabled)('per-statement policy through the redirect', () => {
     expect(env.pg.superSql("select body from notes where body = 'via extended'").trim()).toBe('via extended');
   });
 
+  it('keeps a pipeline in step: a denial mid-batch skips to Sync, the next batch runs', async () => {
+    // one write: [P B E allowed] [P B E denied] [P B E allowed] Sync, then [P B E allowed] Sync
+    const script = `
+      const { serialize } = require(${JSON.stringify(join(import.meta.dirname, '../../node_modules/pg-protocol'))});
+      const net = require('net');
+      const step = (text) => [serialize.parse({ text }), serialize.bind({}), serialize.execute({})];
+      const s = net.connect(5432, '127.0.0.3', () => {
+        s.write(serialize.startup({ user: 'x', database: 'orders' }));
+      });
+      let buf = Buffer.alloc(0), ready = 0, seen = [];
+      s.on('data', (d) => {
+        buf = Buffer.concat([buf, d]);
+        while (buf.length >= 5 && buf.length >= 1 + buf.readInt32BE(1)) {
+          const type = String.fromCharCode(buf[0]), body = buf.subarray(5, 1 + buf.readInt32BE(1));
+          buf = buf.subarray(1 + buf.readInt32BE(1));
+          if (ready > 0) seen.push(type === 'E' ? 'E:' + body.toString('latin1').match(/C(\\w+)/)[1] : type === 'Z' ? 'Z:' + String.fromCharCode(body[0]) : type);
+          if (type === 'Z' && ++ready === 1) s.write(Buffer.concat([
+            ...step("select 'one'"), ...step('delete from customers'), ...step("select 'three'"), serialize.sync(),
+            ...step("select 'four'"), serialize.sync(),
+          ]));
+          if (type === 'Z' && ready === 3) { console.log(seen.join(' ')); s.end(); }
+        }
+      });`;
+    const r = await runAgent(env.cg('report-bot.service'), process.execPath, ['-e', script]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('1 2 D C E:42501 Z:I 1 2 D C Z:I');
+    expect(count('customers')).toBe('2');
+  });
+
   it('refuses fastpath function calls (libpq large objects) and whatever they would have read', async () => {
     const r = await env.psql('\\lo_import /etc/hostname');
     expect(r.code).not.toBe(0);

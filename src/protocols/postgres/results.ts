@@ -13,15 +13,8 @@ import { copyDataMessage, maskCopyLine, maskDataRow, type CopyOptions, type Mask
 import type { Masker, ResultColumn, RowPlan } from '../../masking/plan.js';
 import { errorResponse, readCString } from './backend.js';
 import type { Frame } from './framer.js';
+import { Backend } from './message-types.js';
 
-const B_ROW_DESCRIPTION = 0x54; // 'T'
-const B_DATA_ROW = 0x44; // 'D'
-const B_COPY_OUT = 0x48; // 'H'
-const B_COPY_DATA = 0x64; // 'd'
-const B_COPY_DONE = 0x63; // 'c'
-const B_COMMAND_COMPLETE = 0x43; // 'C'
-const B_ERROR = 0x45; // 'E'
-const B_READY = 0x5a; // 'Z'
 
 const DROP = Buffer.alloc(0);
 const MAX_PLANS = 256;
@@ -59,24 +52,24 @@ export class ResultMasker {
   /** What to send the client for this backend message: f.raw, a replacement, or an empty buffer (nothing). */
   frame(f: Frame): Buffer {
     switch (f.type) {
-      case B_ROW_DESCRIPTION:
+      case Backend.RowDescription:
         this.plan = this.planFor(f.payload);
         return f.raw;
-      case B_DATA_ROW:
+      case Backend.DataRow:
         if (!this.plan || this.plan.touchesNothing) return f.raw;
         return this.count(maskDataRow(f.payload, this.plan, this.counts)) ?? f.raw;
-      case B_COPY_OUT:
+      case Backend.CopyOutResponse:
         return this.copyOut(f);
-      case B_COPY_DATA:
+      case Backend.CopyData:
         return this.copyData(f);
-      case B_COPY_DONE:
+      case Backend.CopyDone:
         if (this.copy?.mode === 'swallow') return DROP;
         this.copy = undefined;
         return f.raw;
-      case B_COMMAND_COMPLETE:
+      case Backend.CommandComplete:
         return this.commandComplete(f);
-      case B_ERROR:
-      case B_READY:
+      case Backend.ErrorResponse:
+      case Backend.ReadyForQuery:
         this.plan = undefined;
         this.copy = undefined;
         return f.raw;

@@ -16,21 +16,13 @@ import { AuthError, UpstreamAuthenticator } from './auth.js';
 import { authenticationOk, backendKeyData, errorResponse, readCString, readErrorFields } from './backend.js';
 import { MessageFramer, ProtocolError, type Frame } from './framer.js';
 import { parseStartupPacket, serializeStartup } from './startup.js';
-import { DENIED_SQLSTATE, deniedParse, deniedQuery } from './denial.js';
+import { Denials, type Refusal } from './denial.js';
 import type { QueryVerdict } from '../../policy/rules.js';
 import type { Masker } from '../../masking/plan.js';
 import { ResultMasker } from './results.js';
+import { Backend, Frontend } from './message-types.js';
 import { serialize } from 'pg-protocol';
 
-const T_QUERY = 0x51; // 'Q'
-const T_PARSE = 0x50; // 'P'
-const T_TERMINATE = 0x58; // 'X'
-const T_FUNCTION_CALL = 0x46; // 'F'
-const B_AUTH = 0x52; // 'R'
-const B_KEY = 0x4b; // 'K'
-const B_ERROR = 0x45; // 'E'
-const B_READY = 0x5a; // 'Z'
-const B_DATA_ROW = 0x44; // 'D'
 /** every relation a column can come from, for masking rules that name tables */
 const CATALOG_SQL =
   "SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','v','m','p','f')";
@@ -58,17 +50,6 @@ export interface SessionHooks {
   closed(): void;
 }
 
-/**
- * Our denials are raised by the server from a DO block, so they arrive with a PL/pgSQL
- * CONTEXT line and source position: noise about our mechanism, dropped here. Any other
- * error passes through byte for byte.
- */
-function ownDenial(f: Frame): Buffer {
-  const e = readErrorFields(f.payload);
-  if (e.C !== DENIED_SQLSTATE || !e.M?.startsWith('interlock: ') || !e.W?.includes('inline_code_block')) return f.raw;
-  return errorResponse({ severity: e.S === 'FATAL' ? 'FATAL' : 'ERROR', code: e.C, message: e.M, detail: e.D, hint: e.H });
-}
-
 export interface PostgresSessionOptions {
   client: Socket;
   /** undefined: refuse every startup with `refusal` */
@@ -92,11 +73,13 @@ export class PostgresSession {
   private readonly client: Socket;
   private upstream?: Socket;
   private readonly fromClient = new MessageFramer({ startup: true });
-  private readonly fromUpstream = new MessageFramer();
+  /** the server is trusted with large rows (a field may be up to 1 GB) */
+  private readonly fromUpstream = new MessageFramer({ maxMessageBytes: 1 << 30 });
   private auth?: UpstreamAuthenticator;
   private bytesIn = 0;
   private bytesOut = 0;
   private queries = 0;
+  private readonly denials = new Denials();
   private results?: ResultMasker;
   private tableNames?: Map<number, string>;
   private heldReady?: Buffer;
@@ -108,7 +91,7 @@ export class PostgresSession {
     this.client = opts.client;
     this.client.setNoDelay(true);
     this.client.setTimeout(opts.loginTimeoutMs ?? 30_000, () => {
-      if (this.phase === 'startup' || this.phase === 'login') this.fail({ severity: 'FATAL', code: '08006', message: 'login took too long' });
+      if (this.phase !== 'relay' && this.phase !== 'closed') this.fail({ severity: 'FATAL', code: '08006', message: 'login took too long' });
     });
     this.client.on('data', (chunk) => this.guard(() => this.onClientData(chunk)));
     this.client.on('error', (e) => this.close(`client error: ${e.message}`));
@@ -205,11 +188,11 @@ export class PostgresSession {
     try {
       for (let f = this.fromClient.next(); f; f = this.fromClient.next()) {
         let out = f.raw;
-        if (f.type === T_QUERY) out = this.onQuery(f);
-        else if (f.type === T_PARSE) out = this.onParse(f);
-        else if (f.type === T_FUNCTION_CALL) out = this.onFunctionCall();
+        if (f.type === Frontend.Query) out = this.onQuery(f);
+        else if (f.type === Frontend.Parse) out = this.onParse(f);
+        else if (f.type === Frontend.FunctionCall) out = this.onFunctionCall();
         if (!up.write(out)) this.client.pause();
-        if (f.type === T_TERMINATE) {
+        if (f.type === Frontend.Terminate) {
           this.endReason = 'client terminated';
           up.end();
         }
@@ -223,7 +206,7 @@ export class PostgresSession {
   private onQuery(f: Frame): Buffer {
     const sql = readCString(f.payload, 0)[0];
     const d = this.decide(sql, 'simple');
-    return d ? deniedQuery(d.message, d.detail) : f.raw;
+    return d ? this.denials.query(d) : f.raw;
   }
 
   /** Parse is where the extended protocol is decided; Bind/Execute of a refused statement find nothing. */
@@ -231,7 +214,7 @@ export class PostgresSession {
     const [name, next] = readCString(f.payload, 0);
     const [sql] = readCString(f.payload, next);
     const d = this.decide(sql, 'extended', name || undefined);
-    return d ? deniedParse(d.message, d.detail) : f.raw;
+    return d ? this.denials.parse(name, d) : f.raw;
   }
 
   /** The fastpath FunctionCall names a function by oid only: it is never allowed. */
@@ -239,11 +222,11 @@ export class PostgresSession {
     this.queries++;
     const message = 'interlock: fastpath function calls are not allowed';
     this.opts.hooks.audit('query', { protocol: 'function-call', decision: 'deny', message });
-    return deniedQuery(message);
+    return this.denials.query({ message });
   }
 
   /** Audits the verdict; returns what to tell the agent when the statement must not run. */
-  private decide(sql: string, protocol: 'simple' | 'extended', statement?: string): { message: string; detail?: string } | undefined {
+  private decide(sql: string, protocol: 'simple' | 'extended', statement?: string): Refusal | undefined {
     this.queries++;
     const verdict = this.opts.judge!.decideText(sql);
     const { kinds } = verdict;
@@ -314,7 +297,7 @@ export class PostgresSession {
     try {
       for (let f = this.fromUpstream.next(); f; f = this.fromUpstream.next()) {
         let out = results ? results.frame(f) : f.raw;
-        if (f.type === B_ERROR && out === f.raw) out = ownDenial(f);
+        if (f.type === Backend.ErrorResponse) out = this.denials.rewrite(f) ?? out;
         if (out.length === 0) continue;
         if (out === f.raw && run && out.buffer === run.buffer && out.byteOffset === runEnd) {
           runEnd += out.length;
@@ -334,7 +317,7 @@ export class PostgresSession {
 
   /** Rows of our own catalog query (oid, schema, table): table names for column masking rules. */
   private onCatalogMessage(f: Frame): void {
-    if (f.type === B_DATA_ROW) {
+    if (f.type === Backend.DataRow) {
       const fields: string[] = [];
       let at = 2;
       for (let i = 0; i < 3; i++) {
@@ -343,9 +326,9 @@ export class PostgresSession {
         at += 4 + len;
       }
       this.tableNames!.set(Number(fields[0]), `${fields[1]}.${fields[2]}`);
-    } else if (f.type === B_ERROR) {
+    } else if (f.type === Backend.ErrorResponse) {
       this.tableNames = undefined; // unresolved tables then match every table segment: more masking, not less
-    } else if (f.type === B_READY) {
+    } else if (f.type === Backend.ReadyForQuery) {
       this.client.write(this.heldReady!);
       this.enterRelay();
     }
@@ -354,7 +337,7 @@ export class PostgresSession {
   private onLoginMessage(f: Frame): void {
     const target = this.opts.target!;
     switch (f.type) {
-      case B_AUTH: {
+      case Backend.Authentication: {
         let step;
         try {
           step = this.auth!.respond(f.payload);
@@ -366,17 +349,17 @@ export class PostgresSession {
         if (step.done) this.client.write(authenticationOk());
         return;
       }
-      case B_ERROR: {
+      case Backend.ErrorResponse: {
         const e = readErrorFields(f.payload);
         return this.fail({ severity: 'FATAL', code: e.C ?? '28000', message: `target ${target.name} refused interlock's login: ${e.M ?? 'no reason given'}` });
       }
-      case B_KEY: {
+      case Backend.BackendKeyData: {
         // the agent gets a key of ours: a cancel must come back through interlock
         const mine = this.opts.hooks.registerCancelKey(f.payload.readInt32BE(0), f.payload.readInt32BE(4));
         this.client.write(backendKeyData(mine.processId, mine.secretKey));
         return;
       }
-      case B_READY:
+      case Backend.ReadyForQuery:
         if (this.opts.masker?.needsTableNames) {
           // the agent waits one round trip more while we learn the table names masking rules use
           this.heldReady = Buffer.from(f.raw);
