@@ -20,6 +20,11 @@ export type AuditEvent =
 
 export interface Audit {
   event(event: AuditEvent, fields?: Record<string, unknown>): void;
+  /**
+   * The same line from fields already serialized as JSON members (`"a":1,"b":"x"`):
+   * for the per-statement events, whose constant part is serialized once and kept.
+   */
+  serialized(event: AuditEvent, members: string): void;
   /** A trail whose every line also carries `bindings`, serialized once: per-query lines stay cheap. */
   with(bindings: Record<string, unknown>): Audit;
   flush(): void;
@@ -38,10 +43,17 @@ export function createAudit(file?: string): Audit {
     },
     dest,
   );
-  const wrap = (l: Logger): Audit => ({
+  // `bound` is the bindings as JSON members, the way pino places them: after level and time
+  const wrap = (l: Logger, bound: string): Audit => ({
     event: (event, fields) => (fields ? l.info(fields, event) : l.info(event)),
-    with: (bindings) => wrap(l.child(bindings)),
+    serialized: (event, members) => {
+      dest.write(`{"level":"info","time":"${new Date().toISOString()}"${bound}${members ? `,${members}` : ''},"event":"${event}"}\n`);
+    },
+    with: (bindings) => {
+      const json = JSON.stringify(bindings);
+      return wrap(l.child(bindings), json === '{}' ? bound : `${bound},${json.slice(1, -1)}`);
+    },
     flush: () => dest.flushSync(),
   });
-  return wrap(log);
+  return wrap(log, '');
 }

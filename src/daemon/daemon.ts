@@ -121,6 +121,10 @@ export class Daemon {
           if (event === 'query') summary.queries++;
           audit.event(event, fields);
         },
+        auditSerialized: (event, members) => {
+          summary.queries++;
+          audit.serialized(event, members);
+        },
         cancel: (pid, secret) => this.onCancel(pid, secret, a),
         registerCancelKey: (upstreamPid, upstreamSecret) =>
           this.cancelKeys.issue({ sessionId: id, workload: a.identity!.workload, target: a.target!, upstreamPid, upstreamSecret }),

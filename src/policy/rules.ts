@@ -51,6 +51,14 @@ export interface QueryVerdict {
   decision: Decision;
   /** every effect of every statement, for the audit trail */
   kinds: string[];
+  /** kinds, decision, rule and message as JSON members, serialized once for every audit line that repeats them */
+  auditJson: string;
+}
+
+/** The verdict's audit members: `"kinds":[…],"decision":"…","rule":"…"[,"message":"…"]`. */
+export function verdictJson(kinds: string[], decision: Decision): string {
+  const json = JSON.stringify({ kinds, decision: decision.action, rule: decision.rule, message: decision.action === 'allow' ? undefined : decision.message });
+  return json.slice(1, -1);
 }
 
 const MAX_CACHED_TEXT = 64 * 1024;
@@ -100,7 +108,8 @@ export class RuleSet {
     if (!v) {
       const q = analyzeQuery(key);
       const { decision } = this.decideQuery(q);
-      v = Object.freeze({ decision, kinds: [...new Set(q.statements.flatMap((s) => s.kinds))] });
+      const kinds = [...new Set(q.statements.flatMap((s) => s.kinds))];
+      v = Object.freeze({ decision, kinds, auditJson: verdictJson(kinds, decision) });
       if (key.length <= MAX_CACHED_TEXT) this.verdicts.set(key, v);
     }
     return v;

@@ -65,6 +65,7 @@ describe.skipIf(!canRun)('upstream login methods against a real PostgreSQL', () 
         client, target, judge: allowAll,
         hooks: {
           audit: (event, fields) => audits.push({ event, fields }),
+          auditSerialized: (event, members) => audits.push({ event, fields: JSON.parse(`{${members}}`) }),
           cancel: () => {},
           registerCancelKey: () => ({ processId: 4242, secretKey: ++n }),
           closed: () => {},

@@ -17,7 +17,7 @@ import { authenticationOk, backendKeyData, errorResponse, readCString, readError
 import { MessageFramer, ProtocolError, type Frame } from './framer.js';
 import { parseStartupPacket, serializeStartup } from './startup.js';
 import { Denials, type Refusal } from './denial.js';
-import type { QueryVerdict } from '../../policy/rules.js';
+import { verdictJson, type QueryVerdict } from '../../policy/rules.js';
 import type { Masker } from '../../masking/plan.js';
 import { ResultMasker } from './results.js';
 import { Backend, Frontend } from './message-types.js';
@@ -43,6 +43,8 @@ export interface StatementJudge {
 export interface SessionHooks {
   /** audit trail for this session; fields are merged with the session's who/what */
   audit(event: 'session.start' | 'session.end' | 'query' | 'masked' | 'connect.refused', fields: Record<string, unknown>): void;
+  /** the same, from fields already serialized as JSON members (the per-statement path) */
+  auditSerialized(event: 'query', members: string): void;
   /** a CancelRequest arrived on this connection */
   cancel(processId: number, secretKey: number): void;
   /** issue the key the client will use to cancel, remembering the upstream one */
@@ -236,7 +238,9 @@ export class PostgresSession {
       // COPY rows carry no column names, so column rules cannot follow them
       decision = { action: 'deny', message: 'COPY TO is not allowed while column masking applies; use SELECT' };
     }
-    this.opts.hooks.audit('query', { protocol, statement, query: sql, kinds, decision: decision.action, rule: decision.rule, message: decision.action === 'allow' ? undefined : decision.message });
+    const verdictMembers = decision === verdict.decision ? verdict.auditJson : verdictJson(kinds, decision);
+    const statementMember = statement === undefined ? '' : `,"statement":${JSON.stringify(statement)}`;
+    this.opts.hooks.auditSerialized('query', `"protocol":"${protocol}"${statementMember},"query":${JSON.stringify(sql)},${verdictMembers}`);
     if (decision.action !== 'allow') return { message: `interlock: ${decision.message}`, detail: decision.rule ? `rule ${decision.rule}` : undefined };
     if (copyOut) this.results!.expectCopy(sql);
     return undefined;
