@@ -108,10 +108,6 @@ export class PostgresSession {
     this.upstream?.destroy(); // a backend busy in a query would hold a half-closed socket open
   }
 
-  get stats() {
-    return { phase: this.phase, bytesIn: this.bytesIn, bytesOut: this.bytesOut, queries: this.queries };
-  }
-
   // --- client side -------------------------------------------------------------
 
   private onClientData(chunk: Buffer): void {
