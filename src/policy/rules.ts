@@ -42,8 +42,14 @@ interface CompiledRule {
   pattern?: RegExp;
 }
 
-/** Unqualified relations an allow rule reads as public.x (the default search_path); see README limits. */
-const DEFAULT_RELATION_SCHEMAS = ['public'];
+/**
+ * Where an unqualified relation resolves, for an allow rule: pg_catalog comes first in
+ * every search_path and all its relations are named pg_*; the rest is public (the
+ * session's search_path is pinned to it).
+ */
+const relationSchemas = (name: string) => (name.startsWith('pg_') ? CATALOG_SCHEMA : PUBLIC_SCHEMA);
+const CATALOG_SCHEMA = ['pg_catalog'];
+const PUBLIC_SCHEMA = ['public'];
 /** An unqualified function call may resolve to either; an allow rule must cover both. */
 const DEFAULT_FUNCTION_SCHEMAS = ['pg_catalog', 'public'];
 
@@ -156,7 +162,7 @@ function matches(r: CompiledRule, s: StatementAnalysis): boolean {
   if (r.relations) {
     const access = r.def.match.access;
     const hit = (ref: RelationRef) =>
-      (access === undefined || ref.access === access) && nameMatches(r.relations!, ref.schema, ref.name, all ? DEFAULT_RELATION_SCHEMAS : undefined);
+      (access === undefined || ref.access === access) && nameMatches(r.relations!, ref.schema, ref.name, all ? relationSchemas(ref.name) : undefined);
     if (all ? !s.relations.every(hit) : !s.relations.some(hit)) return false;
   }
   if (r.functions) {

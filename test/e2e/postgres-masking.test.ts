@@ -114,10 +114,18 @@ describe.skipIf(!enabled)('masking through the redirect', () => {
     expect(after.stdout.trim()).toBe('session fine');
   });
 
-  it('refuses COPY TO where column rules apply (COPY rows carry no column names)', async () => {
-    const r = await env.psql('COPY people TO STDOUT');
-    expect(r.stderr).toContain('interlock: COPY TO is not allowed while column masking applies; use SELECT');
-    expect(leaks(r.stdout)).toEqual([]);
-    await waitForAudit(env.auditFile, (l) => l.event === 'query' && l.query === 'COPY people TO STDOUT' && l.workload === 'report-bot' && l.decision === 'deny');
+  it('applies column rules to COPY of a table (columns from the statement or the catalog), refuses COPY of a query', async () => {
+    const whole = await env.psql('COPY people TO STDOUT');
+    expect(whole.stderr).toBe('');
+    expect(leaks(whole.stdout)).toEqual([]);
+    expect(whole.stdout.split('\n')[0]).toBe('1\tAda Lovelace\t***@*******.com\t[redacted]\t[redacted]\tvip');
+    const listed = await env.psql('COPY people (name, ssn) TO STDOUT WITH (FORMAT csv)');
+    expect(listed.stdout.trim().split('\n')).toEqual(['Ada Lovelace,[redacted]', 'Alan Turing,[redacted]', 'Grace Hopper,[redacted]']);
+    const vendors = await env.psql('COPY vendors TO STDOUT');
+    expect(vendors.stdout.trim()).toBe('1\tV-0042'); // vendors.ssn is not people.ssn
+    const query = await env.psql('COPY (SELECT ssn FROM people) TO STDOUT');
+    expect(query.stderr).toContain('interlock: COPY TO of a query, or of a table whose columns are unknown, is not allowed while column masking applies');
+    expect(leaks(query.stdout)).toEqual([]);
+    await waitForAudit(env.auditFile, (l) => l.event === 'query' && l.query === 'COPY (SELECT ssn FROM people) TO STDOUT' && l.decision === 'deny');
   });
 });

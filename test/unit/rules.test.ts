@@ -104,6 +104,9 @@ describe('RuleSet', () => {
     expect(decide(r, 'select * from vault').action).toBe('deny');
     expect(decide(r, 'select * from ledger').action).toBe('allow');
     expect(decide(r, 'select * from other.ledger').action).toBe('deny');
+    // pg_catalog is searched first whatever the search_path: pg_authid is not public.pg_authid
+    expect(decide(r, 'select * from pg_authid').action).toBe('deny');
+    expect(decide(r, 'select * from pg_stat_activity').action).toBe('deny');
   });
 
   it('a pattern rule is the last resort on the statement text', () => {

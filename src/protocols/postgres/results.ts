@@ -34,7 +34,7 @@ export class ResultMasker {
   private counts: MaskCounts = {};
   private masked = 0;
   /** COPY TO formats of the statements sent, oldest first (their CopyOutResponses come in that order) */
-  private readonly copyFormats: CopyFormat[] = [];
+  private readonly copyOuts: { format: CopyFormat; plan: RowPlan }[] = [];
   private readonly plans = new Map<string, RowPlan>();
 
   constructor(
@@ -44,9 +44,15 @@ export class ResultMasker {
     private readonly onMasked: (tag: string, counts: MaskCounts) => void,
   ) {}
 
-  /** A COPY ... TO STDOUT statement is on its way to the server. */
-  expectCopy(sql: string): void {
-    this.copyFormats.push(copyFormatOf(sql));
+  /**
+   * A COPY ... TO STDOUT is on its way to the server. `columns` (with the table they
+   * belong to) let column rules apply to its rows; without them only detectors run.
+   */
+  expectCopy(copy: CopyFormat, columns?: { names: string[]; tableName?: string }): void {
+    const plan = columns
+      ? this.masker.forColumns(columns.names.map((name) => ({ name, tableName: columns.tableName, typeOid: 0, format: 0 })))
+      : this.masker.forUnknownColumns();
+    this.copyOuts.push({ format: copy, plan });
   }
 
   /** What to send the client for this backend message: f.raw, a replacement, or an empty buffer (nothing). */
@@ -112,9 +118,10 @@ export class ResultMasker {
   }
 
   private copyOut(f: Frame): Buffer {
-    const format = this.copyFormats.shift() ?? { format: 'text', header: false, options: {} };
+    const expected = this.copyOuts.shift();
+    const format: CopyFormat = expected?.format ?? { format: 'text', header: false, options: {} };
+    const plan = expected?.plan ?? this.masker.forUnknownColumns();
     const binary = f.payload[0] === 1 || format.format === 'binary';
-    const plan = this.masker.forUnknownColumns();
     if (binary && !plan.touchesNothing) {
       this.copy = { mode: 'swallow' };
       this.copyBlocked = true;
@@ -154,26 +161,48 @@ export class ResultMasker {
   }
 }
 
-/** The format and text options of a COPY statement, read with the real parser. */
-export function copyFormatOf(sql: string): CopyFormat {
-  const out: CopyFormat = { format: 'text', header: false, options: {} };
+/** What a COPY ... TO statement sends: its format and options, and where its columns come from. */
+export interface CopyOut extends CopyFormat {
+  /** the table copied, when it is a table (not a query) */
+  relation?: { schema?: string; name: string };
+  /** the column list written in the statement, if any */
+  columns?: string[];
+}
+
+/** Every COPY ... TO in `sql`, in order, read with the real parser. */
+export function copyOutsOf(sql: string): CopyOut[] {
+  const out: CopyOut[] = [];
   try {
-    const stmt = parseSync(sql).stmts?.[0]?.stmt as { CopyStmt?: { options?: { DefElem: { defname: string; arg?: unknown } }[] } };
-    for (const o of stmt?.CopyStmt?.options ?? []) {
-      const { defname, arg } = o.DefElem;
-      const value = argText(arg);
-      const lower = value?.toLowerCase();
-      if (defname === 'format' && (lower === 'csv' || lower === 'binary' || lower === 'text')) out.format = lower;
-      else if (defname === 'header') out.header = value === undefined || !['false', 'off', '0'].includes(value.toLowerCase());
-      else if (defname === 'delimiter' && value !== undefined) out.options.delimiter = value;
-      else if (defname === 'null' && value !== undefined) out.options.null = value;
-      else if (defname === 'quote' && value !== undefined) out.options.quote = value;
-      else if (defname === 'escape' && value !== undefined) out.options.escape = value;
+    for (const raw of parseSync(sql).stmts ?? []) {
+      const c = (raw.stmt as { CopyStmt?: CopyStmtAst }).CopyStmt;
+      if (!c || c.is_from) continue;
+      const copy: CopyOut = { format: 'text', header: false, options: {} };
+      if (c.relation?.relname) copy.relation = { schema: c.relation.schemaname, name: c.relation.relname };
+      if (c.attlist?.length) copy.columns = c.attlist.map((a) => a.String?.sval ?? '');
+      for (const o of c.options ?? []) {
+        const { defname, arg } = o.DefElem;
+        const value = argText(arg);
+        const lower = value?.toLowerCase();
+        if (defname === 'format' && (lower === 'csv' || lower === 'binary' || lower === 'text')) copy.format = lower;
+        else if (defname === 'header') copy.header = value === undefined || !['false', 'off', '0'].includes(lower!);
+        else if (defname === 'delimiter' && value !== undefined) copy.options.delimiter = value;
+        else if (defname === 'null' && value !== undefined) copy.options.null = value;
+        else if (defname === 'quote' && value !== undefined) copy.options.quote = value;
+        else if (defname === 'escape' && value !== undefined) copy.options.escape = value;
+      }
+      out.push(copy);
     }
   } catch {
     // not parseable here: the policy already refused it
   }
   return out;
+}
+
+interface CopyStmtAst {
+  is_from?: boolean;
+  relation?: { schemaname?: string; relname?: string };
+  attlist?: { String?: { sval?: string } }[];
+  options?: { DefElem: { defname: string; arg?: unknown } }[];
 }
 
 function argText(arg: unknown): string | undefined {

@@ -19,13 +19,22 @@ import { parseStartupPacket, serializeStartup } from './startup.js';
 import { Denials, type Refusal } from './denial.js';
 import { verdictJson, type QueryVerdict } from '../../policy/rules.js';
 import type { Masker } from '../../masking/plan.js';
-import { ResultMasker } from './results.js';
+import { ResultMasker, copyOutsOf, type CopyOut } from './results.js';
 import { Backend, Frontend } from './message-types.js';
 import { serialize } from 'pg-protocol';
 
-/** every relation a column can come from, for masking rules that name tables */
+/** every relation a column can come from, with its columns, for masking rules that name tables and columns */
 const CATALOG_SQL =
-  "SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','v','m','p','f')";
+  'SELECT c.oid, n.nspname, c.relname, (SELECT string_agg(a.attname, chr(31) ORDER BY a.attnum) FROM pg_catalog.pg_attribute a ' +
+  'WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) ' +
+  "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','v','m','p','f')";
+
+interface Catalog {
+  /** "schema.table" by table OID (RowDescription names tables by OID) */
+  byOid: Map<number, string>;
+  /** the table and its columns in order, by "schema.table" (a COPY names its table) */
+  byName: Map<string, { name: string; columns: string[] }>;
+}
 const SSL_NO = Buffer.from('N');
 /** what a client may send ahead while its login is still under way */
 const MAX_EARLY_BYTES = 1 << 20;
@@ -83,7 +92,8 @@ export class PostgresSession {
   private queries = 0;
   private readonly denials = new Denials();
   private results?: ResultMasker;
-  private tableNames?: Map<number, string>;
+  /** tables as the server's catalog listed them at login; undefined when not needed or not readable */
+  private catalog?: Catalog;
   private heldReady?: Buffer;
   private endReason = 'client closed';
   private started = false;
@@ -229,17 +239,37 @@ export class PostgresSession {
     const verdict = this.opts.judge!.decideText(sql);
     const { kinds } = verdict;
     let { decision } = verdict;
-    const copyOut = decision.action === 'allow' && this.results !== undefined && kinds.includes('copy_to');
-    if (copyOut && this.opts.masker!.hasColumnRules) {
-      // COPY rows carry no column names, so column rules cannot follow them
-      decision = { action: 'deny', message: 'COPY TO is not allowed while column masking applies; use SELECT' };
+    const copies = decision.action === 'allow' && this.results !== undefined && kinds.includes('copy_to') ? this.copyColumns(sql) : undefined;
+    if (copies === null) {
+      decision = { action: 'deny', message: 'COPY TO of a query, or of a table whose columns are unknown, is not allowed while column masking applies; use SELECT' };
     }
     const verdictMembers = decision === verdict.decision ? verdict.auditJson : verdictJson(kinds, decision);
     const statementMember = statement === undefined ? '' : `,"statement":${JSON.stringify(statement)}`;
     this.opts.hooks.auditSerialized('query', `"protocol":"${protocol}"${statementMember},"query":${JSON.stringify(sql)},${verdictMembers}`);
     if (decision.action !== 'allow') return { message: `interlock: ${decision.message}`, detail: decision.rule ? `rule ${decision.rule}` : undefined };
-    if (copyOut) this.results!.expectCopy(sql);
+    for (const c of copies ?? []) this.results!.expectCopy(c.copy, c.columns);
     return undefined;
+  }
+
+  /**
+   * Each COPY ... TO in `sql` with the columns its rows will carry (when column rules
+   * need them: from the statement's column list, or the table's columns in the catalog
+   * read at login), or null when column rules apply and some COPY's columns are unknown.
+   */
+  private copyColumns(sql: string): { copy: CopyOut; columns?: { names: string[]; tableName?: string } }[] | null {
+    const needNames = this.opts.masker!.hasColumnRules;
+    const out = [];
+    for (const copy of copyOutsOf(sql)) {
+      if (!needNames) {
+        out.push({ copy });
+        continue;
+      }
+      const table = copy.relation && this.catalog?.byName.get(`${copy.relation.schema ?? 'public'}.${copy.relation.name}`);
+      const names = copy.relation ? (copy.columns ?? table?.columns) : undefined;
+      if (!names) return null;
+      out.push({ copy, columns: { names, tableName: table ? table.name : `${copy.relation!.schema ?? 'public'}.${copy.relation!.name}` } });
+    }
+    return out;
   }
 
   // --- upstream side -----------------------------------------------------------
@@ -315,19 +345,21 @@ export class PostgresSession {
     }
   }
 
-  /** Rows of our own catalog query (oid, schema, table): table names for column masking rules. */
+  /** Rows of our own catalog query (oid, schema, table, columns): what masking rules need to know of tables. */
   private onCatalogMessage(f: Frame): void {
     if (f.type === Backend.DataRow) {
       const fields: string[] = [];
       let at = 2;
-      for (let i = 0; i < 3; i++) {
+      for (let i = 0; i < 4; i++) {
         const len = f.payload.readInt32BE(at);
-        fields.push(f.payload.toString('utf8', at + 4, at + 4 + len));
-        at += 4 + len;
+        fields.push(len < 0 ? '' : f.payload.toString('utf8', at + 4, at + 4 + len));
+        at += 4 + Math.max(len, 0);
       }
-      this.tableNames!.set(Number(fields[0]), `${fields[1]}.${fields[2]}`);
+      const name = `${fields[1]}.${fields[2]}`;
+      this.catalog!.byOid.set(Number(fields[0]), name);
+      this.catalog!.byName.set(name, { name, columns: fields[3] ? fields[3].split('\x1f') : [] });
     } else if (f.type === Backend.ErrorResponse) {
-      this.tableNames = undefined; // unresolved tables then match every table segment: more masking, not less
+      this.catalog = undefined; // unresolved tables then match every table segment: more masking, not less
     } else if (f.type === Backend.ReadyForQuery) {
       this.client.write(this.heldReady!);
       this.enterRelay();
@@ -360,10 +392,10 @@ export class PostgresSession {
         return;
       }
       case Backend.ReadyForQuery:
-        if (this.opts.masker?.needsTableNames) {
-          // the agent waits one round trip more while we learn the table names masking rules use
+        if (this.opts.masker && (this.opts.masker.needsTableNames || this.opts.masker.hasColumnRules)) {
+          // the agent waits one round trip more while we learn the tables masking rules name
           this.heldReady = Buffer.from(f.raw);
-          this.tableNames = new Map();
+          this.catalog = { byOid: new Map(), byName: new Map() };
           this.phase = 'catalog';
           this.upstream!.write(serialize.query(CATALOG_SQL));
           return;
@@ -382,7 +414,7 @@ export class PostgresSession {
     this.upstream!.setTimeout(0);
     const masker = this.opts.masker;
     if (masker && !masker.empty) {
-      this.results = new ResultMasker(masker, this.tableNames, (tag, counts) => this.opts.hooks.audit('masked', { tag, counts }));
+      this.results = new ResultMasker(masker, this.catalog?.byOid, (tag, counts) => this.opts.hooks.audit('masked', { tag, counts }));
     }
     this.relayClientMessages();
   }
