@@ -22,6 +22,16 @@ function asPostgres(cmd: string, input?: string): string {
   return execFileSync('su', ['postgres', '-s', '/bin/sh', '-c', cmd], { input, encoding: 'utf8' });
 }
 
+/** Is some socket listening on this IPv4 address and port? (from /proc/net/tcp: no tool needed) */
+function listening(host: string, port: number): boolean {
+  const hexIp = host.split('.').map((o) => Number(o).toString(16).padStart(2, '0').toUpperCase()).reverse().join('');
+  const local = `${hexIp}:${port.toString(16).padStart(4, '0').toUpperCase()}`;
+  return readFileSync('/proc/net/tcp', 'utf8').split('\n').some((l) => {
+    const f = l.trim().split(/\s+/);
+    return f[1] === local && f[3] === '0A'; // 0A: LISTEN
+  });
+}
+
 export interface PostgresOptions {
   host?: string;
   port?: number;
@@ -30,8 +40,7 @@ export interface PostgresOptions {
 }
 
 export function startPostgres(dir: string, { host = '127.0.0.3', port = 5432, hba = [] }: PostgresOptions = {}): TestPostgres {
-  const busy = execFileSync('ss', ['-Hltn', `src ${host}:${port}`], { encoding: 'utf8' }).trim();
-  if (busy) throw new Error(`${host}:${port} is already in use (a leftover server from a demo or an earlier run?): ${busy}`);
+  if (listening(host, port)) throw new Error(`${host}:${port} is already in use (a leftover server from a demo or an earlier run?)`);
   const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
   mkdirSync(dir, { recursive: true });
   chownSync(dir, uid, uid);
