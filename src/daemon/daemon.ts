@@ -103,6 +103,16 @@ export class Daemon {
   private onPostgres(client: Socket): void {
     if (this.stopping) return void client.destroy();
     client.on('error', () => {}); // the session installs its own; never let an early reset crash us
+    try {
+      this.startPostgresSession(client);
+    } catch (e) {
+      // whatever went wrong concerns this connection only: drop it, keep serving
+      this.log.error({ err: e }, 'could not start a session');
+      client.destroy();
+    }
+  }
+
+  private startPostgresSession(client: Socket): void {
     const a = admit(this.takeFlow(client), this.admission);
     const id = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
     const audit = this.audit.with(whoFields(id, a));
