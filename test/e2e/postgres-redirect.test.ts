@@ -135,6 +135,15 @@ describe.skipIf(!enabled)('PostgreSQL through the eBPF redirect', () => {
     await waitForAudit(auditFile, (l) => l.event === 'query' && l.protocol === 'extended' && l.query === 'select name from customers where id = $1' && l.pid === r.pid);
   });
 
+  it('ends the agent\'s session when the server ends it, and says so in the trail', async () => {
+    const t0 = Date.now();
+    const r = await psql('report-bot.service', '127.0.0.3', "select 'bye_marker', pg_terminate_backend(pg_backend_pid())");
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(r.stderr).toMatch(/terminating connection due to administrator command|server closed the connection/);
+    const q = await waitForAudit(auditFile, (l) => l.event === 'query' && String(l.query).includes('bye_marker'));
+    await waitForAudit(auditFile, (l) => l.event === 'session.end' && l.session === q.session && l.reason === 'upstream closed');
+  });
+
   it('carries a cancel (pg_cancel via Ctrl-C) to the right backend', async () => {
     const child = spawnAgent(cg('report-bot.service'), 'psql', ['-h', '127.0.0.3', '-U', 'x', '-d', 'orders', '-w', '-qAtX', '-c', 'select pg_sleep(20)']);
     const done = collect(child, 25_000);

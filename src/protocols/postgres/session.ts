@@ -77,6 +77,8 @@ export interface PostgresSessionOptions {
   loginTimeoutMs?: number;
 }
 
+const UPSTREAM_READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
 type Phase = 'startup' | 'login' | 'catalog' | 'relay' | 'closed';
 
 export class PostgresSession {
@@ -277,14 +279,24 @@ export class PostgresSession {
   private connectUpstream(startup: Buffer): void {
     const target = this.opts.target!;
     const { host, port } = target.upstream;
-    const up = connect({ host, port });
+    // reads land in one shared buffer and are copied out at their real size: no 64 KiB
+    // allocation per read, no stream machinery between the socket and the framer
+    const up = connect({
+      host, port,
+      onread: {
+        buffer: UPSTREAM_READ_BUFFER,
+        callback: (n: number, buf: Uint8Array) => {
+          this.guard(() => this.onUpstreamData(Buffer.from(buf.subarray(0, n))));
+          return true;
+        },
+      },
+    });
     this.upstream = up;
     up.setNoDelay(true);
     up.setTimeout(this.opts.connectTimeoutMs ?? 10_000, () => {
       if (this.phase === 'login') this.fail({ severity: 'FATAL', code: '08006', message: `target ${target.name} (${host}:${port}) did not answer in time` });
     });
     up.on('connect', () => up.write(startup));
-    up.on('data', (chunk) => this.guard(() => this.onUpstreamData(chunk)));
     up.on('error', (e: NodeJS.ErrnoException) => {
       if (this.phase === 'login') {
         this.fail({ severity: 'FATAL', code: '08006', message: `target ${target.name} (${host}:${port}) is unreachable: ${e.code ?? e.message}` });
