@@ -139,6 +139,37 @@ describe.skipIf(!canRun)('upstream login methods against a real PostgreSQL', () 
     expect(key).toEqual([4242, 1]);
   });
 
+  it('answers a client asking for protocol 3.2 and _pq_ options with NegotiateProtocolVersion 3.0, then serves it', async () => {
+    const port = await proxyFor('app', 'scram');
+    const sock = connect(port, '127.0.0.1');
+    const params = Buffer.from('user\0agent\0database\0orders\0_pq_.future\0on\0\0');
+    const head = Buffer.alloc(8);
+    head.writeInt32BE(8 + params.length, 0);
+    head.writeInt32BE((3 << 16) | 2, 4);
+    sock.write(Buffer.concat([head, params]));
+    let buf = Buffer.alloc(0);
+    const types: string[] = [];
+    let negotiated: { minor: number; options: string } | undefined;
+    await new Promise<void>((resolve, reject) => {
+      sock.on('error', reject);
+      sock.on('data', (d) => {
+        buf = Buffer.concat([buf, d]);
+        while (buf.length >= 5 && buf.length >= 1 + buf.readInt32BE(1)) {
+          const type = String.fromCharCode(buf[0]);
+          const body = buf.subarray(5, 1 + buf.readInt32BE(1));
+          types.push(type);
+          if (type === 'v') negotiated = { minor: body.readInt32BE(0), options: body.subarray(8).toString('latin1') };
+          buf = buf.subarray(1 + buf.readInt32BE(1));
+          if (type === 'Z') return resolve();
+        }
+      });
+    });
+    sock.destroy();
+    expect(types[0]).toBe('v');
+    expect(negotiated).toEqual({ minor: 0, options: '_pq_.future\0' });
+    expect(types.at(-1)).toBe('Z');
+  });
+
   it('turns a wrong vaulted password into a clear error for the agent', async () => {
     const r = await psql(await proxyFor('app', 'wrong'), 'select 1');
     expect(r.status).not.toBe(0);

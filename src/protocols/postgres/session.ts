@@ -13,7 +13,7 @@ import { Socket, connect } from 'node:net';
 import type { TargetDef } from '../../config/types.js';
 import { readSecret } from '../../config/targets.js';
 import { AuthError, UpstreamAuthenticator } from './auth.js';
-import { authenticationOk, backendKeyData, errorResponse, readCString, readErrorFields } from './backend.js';
+import { authenticationOk, backendKeyData, errorResponse, negotiateProtocolVersion, readCString, readErrorFields } from './backend.js';
 import { MessageFramer, ProtocolError, type Frame } from './framer.js';
 import { parseStartupPacket, serializeStartup } from './startup.js';
 import { Denials, type Refusal } from './denial.js';
@@ -148,9 +148,16 @@ export class PostgresSession {
         this.close('cancel request');
         return;
       case 'startup':
+        this.negotiate(packet.protocolVersion, packet.params);
         this.onStartup(packet.params);
         return;
     }
+  }
+
+  /** We speak 3.0: a client asking for a newer minor version or _pq_ options is told so, as the server would. */
+  private negotiate(version: number, params: Record<string, string>): void {
+    const options = Object.keys(params).filter((k) => k.startsWith('_pq_.'));
+    if ((version & 0xffff) > 0 || options.length) this.client.write(negotiateProtocolVersion(0, options));
   }
 
   private onStartup(params: Record<string, string>): void {
