@@ -6,6 +6,7 @@
 # Usage: bench/pgbench.sh [seconds per run=10] [rounds=3] [clients=8]
 # Env:   BENCH_NODE_FLAGS  extra node flags for the daemon (e.g. --cpu-prof --cpu-prof-dir=/tmp/prof)
 #        BENCH_ENFORCEMENT=off  drop the masking rules (policy still decides every statement)
+#        BENCH_RECORDING=off    do not record sessions
 #        BENCH_PGBENCH     extra pgbench flags (e.g. "-M prepared")
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,7 +85,9 @@ policies:
       - { columns: ["customers.ssn"], strategy: redact }
       - { detectors: [email, credit_card], strategy: partial }
 audit: { file: $B/audit.jsonl }
+recording: { dir: $B/recordings, key: { file: $B/recording.key } }
 YAML
+if [[ ${BENCH_RECORDING:-on} == off ]]; then sed -i 's/^recording: {/recording: { enabled: false,/' "$B/interlock.yaml"; fi
 if [[ ${BENCH_ENFORCEMENT:-on} == off ]]; then # the same relay with no masking rules: how much masking's framing costs
   sed -i '/^    masking:/,/strategy: partial }/d' "$B/interlock.yaml"
 fi
@@ -124,3 +127,5 @@ for mode in "${MODES[@]}"; do
   awk -v m="$mode" -v t="$t" -v d="$dt" -v l="$l" -v dl="$dl" 'BEGIN { printf "%-10s %12.0f %10.2f %12.3f %14.3f\n", m, t, t/d, l, l-dl }'
 done
 echo "audit lines written by interlock: $(grep -c '"event":"query"' "$B/audit.jsonl" || true)"
+[[ -d $B/recordings ]] && echo "recorded by interlock: $(find "$B/recordings" -type f | wc -l) sessions, $(du -sb "$B/recordings" | cut -f1) bytes"
+true

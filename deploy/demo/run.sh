@@ -79,6 +79,9 @@ policies:
       - { detectors: [credit_card, email], strategy: redact }
 audit:
   file: $DEMO/audit.jsonl
+recording:
+  dir: $DEMO/recordings
+  key: { file: $DEMO/etc/recording.key }
 YAML
 
 echo "== interlock run --config $DEMO/interlock.yaml =="
@@ -114,4 +117,15 @@ node -e '
     const verdict = e.decision ? `[${e.decision}${e.rule ? " " + e.rule : ""}] ` : "";
     console.log(`${e.time.slice(11, 23)} ${e.event.padEnd(16)} ${who.padEnd(46)} ${verdict}${what || (e.targets ? "targets " + e.targets : "")}`);
   }' "$DEMO/audit.jsonl"
+echo; echo "== recorded sessions (interlock sessions list) =="
+interlock sessions list --config "$DEMO/interlock.yaml"
+FIRST=$(interlock sessions list --workload report-bot --config "$DEMO/interlock.yaml" | awk 'NR==2 {print $1}')
+if [[ -n $FIRST ]]; then
+  echo; echo "== interlock replay $FIRST: what report-bot did and saw =="
+  interlock replay "$FIRST" --config "$DEMO/interlock.yaml" | head -60
+fi
+echo; echo "== interlock verify --all: every recording's hash chain and HMACs =="
+interlock verify --all --config "$DEMO/interlock.yaml"
+echo; echo "== interlock review --since 1d: access review and a suggested least-privilege policy =="
+interlock review --since 1d --config "$DEMO/interlock.yaml" | head -80
 echo; echo "demo done: the daemon, the redirect and PostgreSQL are torn down on exit"

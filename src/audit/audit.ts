@@ -16,7 +16,8 @@ export type AuditEvent =
   | 'masked'
   | 'cancel'
   | 'redirect.attached'
-  | 'daemon.stop';
+  | 'daemon.stop'
+  | 'recording.retention';
 
 export interface Audit {
   event(event: AuditEvent, fields?: Record<string, unknown>): void;

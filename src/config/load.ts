@@ -15,6 +15,7 @@ import type {
   InterlockConfig,
   MaskingRuleDef,
   PolicyDef,
+  RecordingConfig,
   PostgresUpstream,
   RuleDef,
   SecretRef,
@@ -134,7 +135,7 @@ export function parseHostPort(s: string, field = 'address', opts: { hostnames?: 
 // ---------------------------------------------------------------------------
 // The config tree
 
-const TOP_KEYS = ['agents', 'proxy', 'intercept', 'bpf', 'control', 'workloads', 'targets', 'policies', 'audit'];
+const TOP_KEYS = ['agents', 'proxy', 'intercept', 'bpf', 'control', 'workloads', 'targets', 'policies', 'audit', 'recording'];
 
 function buildConfig(raw: unknown, source: string): InterlockConfig {
   const top = fields(raw ?? {}, '', TOP_KEYS, 'a mapping at the top level');
@@ -165,8 +166,28 @@ function buildConfig(raw: unknown, source: string): InterlockConfig {
   const policies = top.opt('policies', list(policy(known)), []);
   unique(policies, 'policies');
   const audit = { file: top.sub('audit', ['file']).opt('file', absPath) };
+  const recording = recordingConfig(top.sub('recording', ['enabled', 'dir', 'key', 'flush', 'maxSessionBytes', 'bufferBytes', 'retention', 'onBackpressure']));
 
-  return { source, agents, proxy, intercept, bpf, control, workloads, targets, policies, audit };
+  return { source, agents, proxy, intercept, bpf, control, workloads, targets, policies, audit, recording };
+}
+
+function recordingConfig(r: Fields): RecordingConfig {
+  const flush = r.sub('flush', ['ms', 'bytes']);
+  const retention = r.sub('retention', ['days', 'totalBytes']);
+  return {
+    enabled: r.opt('enabled', bool, true),
+    dir: r.opt('dir', absPath, '/var/lib/interlock/recordings'),
+    keyFile: r.sub('key', ['file']).opt('file', absPath, '/etc/interlock/recording.key'),
+    flushMs: flush.opt('ms', (v, f) => integer(v, f, 1, 60_000), 200),
+    flushBytes: flush.opt('bytes', (v, f) => byteSize(v, f, 1024, 64 << 20), 64 * 1024),
+    maxSessionBytes: r.opt('maxSessionBytes', (v, f) => byteSize(v, f, 1 << 20, 2 ** 50), 2 ** 30),
+    bufferBytes: r.opt('bufferBytes', (v, f) => byteSize(v, f, 64 * 1024, 2 ** 34), 16 << 20),
+    retention: {
+      days: retention.opt('days', (v, f) => integer(v, f, 1, 36_500), 90),
+      totalBytes: retention.opt('totalBytes', (v, f) => byteSize(v, f, 1 << 20, 2 ** 60), 50 * 2 ** 30),
+    },
+    onBackpressure: r.opt('onBackpressure', oneOf(['block', 'end'] as const, 'onBackpressure'), 'block'),
+  };
 }
 
 function workload(v: unknown, f: string): WorkloadDef {
@@ -380,6 +401,29 @@ function regex(v: unknown, f: string): string {
 export function durationMs(d: string): number {
   const unit = { s: 1000, m: 60_000, h: 3_600_000 }[d[d.length - 1] as 's' | 'm' | 'h'];
   return Number(d.slice(0, -1)) * unit;
+}
+
+function bool(v: unknown, f: string): boolean {
+  if (typeof v !== 'boolean') expected(f, 'true or false', v);
+  return v;
+}
+
+const SIZE = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)?$/;
+const SIZE_UNITS: Record<string, number> = { B: 1, KiB: 2 ** 10, MiB: 2 ** 20, GiB: 2 ** 30, TiB: 2 ** 40, KB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12 };
+
+/** 65536, "64KiB", "1GiB", "50 GB" → bytes */
+export function parseByteSize(v: unknown): number | undefined {
+  if (typeof v === 'number') return Number.isInteger(v) && v >= 0 ? v : undefined;
+  if (typeof v !== 'string') return undefined;
+  const m = SIZE.exec(v.trim());
+  return m ? Math.round(Number(m[1]) * SIZE_UNITS[m[2] ?? 'B']!) : undefined;
+}
+
+function byteSize(v: unknown, f: string, min: number, max: number): number {
+  const n = parseByteSize(v);
+  if (n === undefined) expected(f, 'a size like 65536, 64KiB or 1GiB', v);
+  if (n < min || n > max) fail(f, `${n} bytes is outside ${min}..${max}`);
+  return n;
 }
 
 function duration(v: unknown, f: string): string {

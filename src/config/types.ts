@@ -92,4 +92,25 @@ export interface InterlockConfig {
     /** JSON lines; stdout when undefined */
     file?: string;
   };
+  recording: RecordingConfig;
+}
+
+export interface RecordingConfig {
+  /** default true: every session is recorded */
+  enabled: boolean;
+  /** one file per session; created 0700 (default /var/lib/interlock/recordings) */
+  dir: string;
+  /** the node's HMAC key; created 0600 on first start if missing (default /etc/interlock/recording.key) */
+  keyFile: string;
+  /** a session's pending events are written at least this often … (default 200 ms) */
+  flushMs: number;
+  /** … or as soon as this many bytes are pending (default 64 KiB) */
+  flushBytes: number;
+  /** recorded bytes per session, then a truncation marker; the session goes on (default 1 GiB) */
+  maxSessionBytes: number;
+  /** written-but-not-yet-on-disk bytes per session before onBackpressure applies (default 16 MiB) */
+  bufferBytes: number;
+  retention: { days: number; totalBytes: number };
+  /** a disk that cannot keep up: hold the session until it does, or end it */
+  onBackpressure: 'block' | 'end';
 }

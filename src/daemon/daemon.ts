@@ -4,7 +4,7 @@
  * so agents are refused (never connected directly) until it comes back.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { Server, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -22,6 +22,8 @@ import { CancelKeys, sendUpstreamCancel } from '../protocols/postgres/cancel.js'
 import { PostgresSession } from '../protocols/postgres/session.js';
 import { admit, type Admission, type AdmissionDeps } from './admission.js';
 import { ControlServer, type DaemonStatus, type SessionSummary } from './control.js';
+import { RecordingStore } from '../recording/store.js';
+import { NOT_RECORDED } from '../recording/recorder.js';
 
 /** The loopback address the BPF program rewrites connections to (bpf/interlock.bpf.c). */
 export const PROXY_HOST = '127.0.0.1';
@@ -45,6 +47,7 @@ export class Daemon {
   private readonly maskingKey = randomBytes(32);
   private readonly servers: Server[] = [];
   private redirect?: Redirect;
+  private recordings?: RecordingStore;
   private control?: ControlServer;
   private admission!: AdmissionDeps;
   private cgroupPath = '';
@@ -63,6 +66,10 @@ export class Daemon {
       throw new Error(`interlock itself runs in ${own}, inside the agents' cgroup ${config.agents.cgroup}: its upstream connections would be redirected to itself. Run it outside (systemd: its own unit, not in agents.slice)`);
     }
     this.audit = createAudit(config.audit.file);
+    if (config.recording.enabled) {
+      this.recordings = RecordingStore.open(config.recording);
+      this.recordings.startRetention((removed) => this.audit.event('recording.retention', { removed }));
+    }
     await initAnalysis();
     this.cgroupPath = join(mount, config.agents.cgroup);
     mkdirSync(this.cgroupPath, { recursive: true });
@@ -135,6 +142,15 @@ export class Daemon {
           summary.queries++;
           audit.serialized(event, members);
         },
+        startRecording: (login) => {
+          if (!this.recordings) return NOT_RECORDED;
+          const o = a.origin;
+          return this.recordings.begin({
+            session: id, protocol: 'postgres', workload: a.identity?.workload, groups: a.identity?.groups, target: a.target?.name,
+            pid: o?.pid, uid: o?.uid, comm: o?.comm, ...processDetails(o?.pid), cgroup: a.identity?.cgroup,
+            dst: o ? formatEndpoint(o.dstIp, o.dstPort) : undefined, login,
+          });
+        },
         cancel: (pid, secret) => this.onCancel(pid, secret, a),
         registerCancelKey: (upstreamPid, upstreamSecret) =>
           this.cancelKeys.issue({ sessionId: id, workload: a.identity!.workload, target: a.target!, upstreamPid, upstreamSecret }),
@@ -197,9 +213,28 @@ export class Daemon {
     const deadline = Date.now() + graceMs;
     while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     await this.control?.close();
+    await this.recordings?.close();
     this.audit?.event('daemon.stop', { sessionsLeft: this.sessions.size });
     this.audit?.flush();
   }
+}
+
+/** The agent process's command line and executable, while it is still there to ask. */
+function processDetails(pid: number | undefined): { cmdline?: string[]; exe?: string } {
+  if (!pid) return {};
+  const out: { cmdline?: string[]; exe?: string } = {};
+  try {
+    const raw = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    out.cmdline = raw.split('\0').slice(0, raw.endsWith('\0') ? -1 : undefined);
+  } catch {
+    // the process is gone: its pid and comm from the redirect are all there is
+  }
+  try {
+    out.exe = readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    // same
+  }
+  return out;
 }
 
 function whoFields(session: string | undefined, a: Admission): Record<string, unknown> {

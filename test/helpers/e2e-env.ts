@@ -20,6 +20,8 @@ export interface E2EOptions {
   masking?: string;
   /** extra YAML appended at the top level */
   extra?: string;
+  /** more fields of the recording section (dir and key are the test's own), each line indented by 2 */
+  recording?: string;
   /** more workloads / policies: YAML list items indented by 2 */
   workloads?: string;
   policies?: string;
@@ -35,6 +37,8 @@ export class E2EEnv {
   daemon!: RunningDaemon;
   auditFile = '';
   configFile = '';
+  recordingsDir = '';
+  recordingKey = '';
   readonly agents: string;
   readonly pinDir: string;
   private mount = '';
@@ -54,6 +58,8 @@ export class E2EEnv {
     writeFileSync(secret, `${this.pg.password}\n`, { mode: 0o600 });
     this.auditFile = join(this.root, 'audit.jsonl');
     this.configFile = join(this.root, 'interlock.yaml');
+    this.recordingsDir = join(this.root, 'recordings');
+    this.recordingKey = join(this.root, 'etc', 'recording.key');
     writeFileSync(this.configFile, `
 agents:
   cgroup: ${this.agents}
@@ -93,6 +99,10 @@ ${this.opts.masking ? `    masking:\n${this.opts.masking}` : ''}
 ${this.opts.policies ?? ''}
 audit:
   file: ${this.auditFile}
+recording:
+  dir: ${this.recordingsDir}
+  key: { file: ${this.recordingKey} }
+${this.opts.recording ?? ''}
 ${this.opts.extra ?? ''}
 `);
     this.daemon = await startDaemon(this.configFile);

@@ -4,6 +4,7 @@
  * unmodified psql talks to it. Covers every upstream login method the proxy speaks
  * (SCRAM-SHA-256, md5, cleartext, trust) and a wrong vaulted password.
  */
+import { NOT_RECORDED } from '../../src/recording/recorder.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -66,6 +67,7 @@ describe.skipIf(!canRun)('upstream login methods against a real PostgreSQL', () 
         hooks: {
           audit: (event, fields) => audits.push({ event, fields }),
           auditSerialized: (event, members) => audits.push({ event, fields: JSON.parse(`{${members}}`) }),
+          startRecording: () => NOT_RECORDED,
           cancel: () => {},
           registerCancelKey: () => ({ processId: 4242, secretKey: ++n }),
           closed: () => {},

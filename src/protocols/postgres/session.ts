@@ -22,6 +22,7 @@ import type { Masker } from '../../masking/plan.js';
 import { ResultMasker, copyOutsOf, type CopyOut } from './results.js';
 import { Backend, Frontend } from './message-types.js';
 import { serialize } from 'pg-protocol';
+import { NOT_RECORDED, type Pressure, type SessionRecording } from '../../recording/recorder.js';
 
 /** every relation a column can come from, with its columns, for masking rules that name tables and columns */
 const CATALOG_SQL =
@@ -54,6 +55,8 @@ export interface SessionHooks {
   audit(event: 'session.start' | 'session.end' | 'query' | 'masked' | 'connect.refused', fields: Record<string, unknown>): void;
   /** the same, from fields already serialized as JSON members (the per-statement path) */
   auditSerialized(event: 'query', members: string): void;
+  /** the session is starting (login details known): where it records what happens */
+  startRecording(login: { clientUser?: string; database?: string; upstreamUser: string }): SessionRecording;
   /** a CancelRequest arrived on this connection */
   cancel(processId: number, secretKey: number): void;
   /** issue the key the client will use to cancel, remembering the upstream one */
@@ -92,6 +95,10 @@ export class PostgresSession {
   private bytesIn = 0;
   private bytesOut = 0;
   private queries = 0;
+  private rows = 0;
+  private rec: SessionRecording = NOT_RECORDED;
+  /** the recording's disk is behind: both sides wait */
+  private heldForRecording = false;
   private readonly denials = new Denials();
   private results?: ResultMasker;
   /** tables as the server's catalog listed them at login; undefined when not needed or not readable */
@@ -194,6 +201,8 @@ export class PostgresSession {
     }
     this.started = true;
     hooks.audit('session.start', { clientUser: params.user, database: upstreamParams.database, upstreamUser: target.upstream.user, droppedParams: dropped.length ? dropped : undefined });
+    this.rec = hooks.startRecording({ clientUser: params.user, database: upstreamParams.database, upstreamUser: target.upstream.user });
+    this.rec.onPressure = (p, why) => this.onRecordingPressure(p, why);
     this.phase = 'login';
     this.auth = new UpstreamAuthenticator(target.upstream.user, password);
     this.connectUpstream(serializeStartup(upstreamParams));
@@ -204,6 +213,7 @@ export class PostgresSession {
     up.cork();
     try {
       for (let f = this.fromClient.next(); f; f = this.fromClient.next()) {
+        this.rec.input(f.raw);
         let out = f.raw;
         if (f.type === Frontend.Query) out = this.onQuery(f);
         else if (f.type === Frontend.Parse) out = this.onParse(f);
@@ -239,6 +249,7 @@ export class PostgresSession {
     this.queries++;
     const message = 'interlock: fastpath function calls are not allowed';
     this.opts.hooks.audit('query', { protocol: 'function-call', decision: 'deny', message });
+    this.rec.decision('(fastpath function call)', 'function-call', [], 'deny', undefined, message);
     return this.denials.query({ message });
   }
 
@@ -255,6 +266,7 @@ export class PostgresSession {
     const verdictMembers = decision === verdict.decision ? verdict.auditJson : verdictJson(kinds, decision);
     const statementMember = statement === undefined ? '' : `,"statement":${JSON.stringify(statement)}`;
     this.opts.hooks.auditSerialized('query', `"protocol":"${protocol}"${statementMember},"query":${JSON.stringify(sql)},${verdictMembers}`);
+    this.rec.decision(sql, protocol, kinds, decision.action, decision.rule, decision.message, statement);
     if (decision.action !== 'allow') return { message: `interlock: ${decision.message}`, detail: decision.rule ? `rule ${decision.rule}` : undefined };
     for (const c of copies ?? []) this.results!.expectCopy(c.copy, c.columns);
     return undefined;
@@ -315,8 +327,8 @@ export class PostgresSession {
     };
     up.on('end', gone);
     up.on('close', gone);
-    up.on('drain', () => this.client.resume());
-    this.client.on('drain', () => up.resume());
+    up.on('drain', () => this.heldForRecording || this.client.resume());
+    this.client.on('drain', () => this.heldForRecording || up.resume());
   }
 
   private onUpstreamData(chunk: Buffer): void {
@@ -345,6 +357,7 @@ export class PostgresSession {
     this.client.cork();
     try {
       for (let f = this.fromUpstream.next(); f; f = this.fromUpstream.next()) {
+        if (f.type === Backend.DataRow) this.rows++;
         let out = results ? results.frame(f) : f.raw;
         if (f.type === Backend.ErrorResponse) out = this.denials.rewrite(f) ?? out;
         if (out.length === 0) continue;
@@ -433,14 +446,33 @@ export class PostgresSession {
     this.upstream!.setTimeout(0);
     const masker = this.opts.masker;
     if (masker && !masker.empty) {
-      this.results = new ResultMasker(masker, this.catalog?.byOid, (tag, counts) => this.opts.hooks.audit('masked', { tag, counts }));
+      this.results = new ResultMasker(masker, this.catalog?.byOid, (tag, counts) => {
+        this.opts.hooks.audit('masked', { tag, counts });
+        this.rec.note({ k: 'masked', tag, counts });
+      });
     }
     this.relayClientMessages();
   }
 
   private toClient(bytes: Buffer): void {
     this.bytesOut += bytes.length;
+    this.rec.output(bytes);
     if (!this.client.write(bytes)) this.upstream?.pause();
+  }
+
+  /** A disk that cannot keep up holds both sides (the agent simply waits) or ends the session. */
+  private onRecordingPressure(p: Pressure, why: string): void {
+    if (p === 'end') {
+      return this.fail({ severity: 'FATAL', code: '57P01', message: `interlock ended this session: its recording cannot be kept (${why})` });
+    }
+    this.heldForRecording = p === 'block';
+    if (this.heldForRecording) {
+      this.client.pause();
+      this.upstream?.pause();
+    } else {
+      this.client.resume();
+      this.upstream?.resume();
+    }
   }
 
   // --- endings -------------------------------------------------------------------
@@ -474,7 +506,8 @@ export class PostgresSession {
       this.client.destroy();
       this.upstream?.destroy();
     }, 5000).unref();
-    if (this.started) this.opts.hooks.audit('session.end', { reason, bytesIn: this.bytesIn, bytesOut: this.bytesOut, queries: this.queries });
+    if (this.started) this.opts.hooks.audit('session.end', { reason, bytesIn: this.bytesIn, bytesOut: this.bytesOut, queries: this.queries, rows: this.rows });
+    this.rec.end({ reason, bytesIn: this.bytesIn, bytesOut: this.bytesOut, commands: this.queries, rows: this.rows });
     this.opts.hooks.closed();
   }
 }

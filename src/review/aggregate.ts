@@ -1,0 +1,429 @@
+/**
+ * Access review, first step: what each workload did through interlock, from its recordings.
+ *
+ * Grouped by workload, then by target. Counts come from the recorded decisions, approvals
+ * and maskings; what a command touched (statement kinds, relations, functions) comes from
+ * re-analysing its text, per protocol (USAGE below), so that a protocol without an
+ * analysis still gets counts, and one can be added without touching the rest.
+ *
+ * Pure apart from the SQL parser: initAnalysis() must have completed before aggregate().
+ */
+import { analyzeQuery, type FunctionRef, type RelationRef } from '../policy/analysis.js';
+import { UNKNOWN_WORKLOAD } from '../identity/workloads.js';
+import type { RecordedEvent, RecordedProtocol, Recording } from '../recording/events.js';
+
+export interface AggregateOptions {
+  /** epoch ms: only events at or after this count */
+  since?: number;
+  /** epoch ms: only events before this count */
+  until?: number;
+  /** how many distinct denied commands each target lists (default 20) */
+  topDenied?: number;
+}
+
+export interface ActionCounts {
+  allowed: number;
+  denied: number;
+  /** decided 'approve': held for a human */
+  held: number;
+  approved: number;
+  rejected: number;
+  timedOut: number;
+}
+
+export interface DayBucket {
+  /** UTC date, YYYY-MM-DD */
+  day: string;
+  allowed: number;
+  denied: number;
+  held: number;
+}
+
+/** One distinct command text and what happened to it. */
+export interface CommandUse extends ActionCounts {
+  command: string;
+  /** who approved it, sorted */
+  approvedBy: string[];
+  /** the deciding rule and message of its latest denial */
+  rule?: string;
+  message?: string;
+}
+
+export interface DeniedCommand {
+  command: string;
+  count: number;
+  rule?: string;
+  message?: string;
+}
+
+export interface ApproverCount {
+  by: string;
+  approved: number;
+  rejected: number;
+}
+
+export interface NameCount {
+  name: string;
+  count: number;
+}
+
+export interface RelationUse {
+  /** schema-qualified the way the policy engine resolves it (public.x, pg_catalog.pg_x) */
+  relation: string;
+  reads: number;
+  writes: number;
+}
+
+/** What PostgreSQL commands that ran (allowed or approved) touched, counted per statement run. */
+export interface PostgresUsage {
+  protocol: 'postgres';
+  kinds: NameCount[];
+  relations: RelationUse[];
+  /** as called: schema-qualified only when the call was */
+  functions: NameCount[];
+  /** commands that ran but whose text does not parse (e.g. fast-path function calls) */
+  unanalysed: number;
+}
+
+/** Per-protocol usage; SSH and Kubernetes add their own members to this union. */
+export type ProtocolUsage = PostgresUsage;
+
+export interface TargetReview {
+  /** the target's name; 'unknown' when the recording names none */
+  target: string;
+  protocol: RecordedProtocol;
+  sessions: number;
+  /** epoch ms of the first and last event in the window */
+  first: number;
+  last: number;
+  counts: ActionCounts;
+  approvers: ApproverCount[];
+  masked: { total: number; byRule: NameCount[] };
+  /** absent for protocols without an analysis */
+  usage?: ProtocolUsage;
+  /** the most frequent denied commands, at most topDenied */
+  denied: DeniedCommand[];
+  deniedDistinct: number;
+  /** every distinct command, most frequent first: the suggested policy is derived from these */
+  commands: CommandUse[];
+}
+
+export interface WorkloadReview {
+  /** 'unknown' for sessions no workload matched */
+  workload: string;
+  groups: string[];
+  sessions: number;
+  first: number;
+  last: number;
+  counts: ActionCounts;
+  maskedTotal: number;
+  /** one per day of the report's range, zeros included */
+  days: DayBucket[];
+  targets: TargetReview[];
+}
+
+export interface ReviewData {
+  since?: number;
+  until?: number;
+  /** epoch ms of the first and last event counted; undefined when nothing was */
+  first?: number;
+  last?: number;
+  sessions: number;
+  /** recordings without a start event: nobody and no time to attribute them to */
+  unattributed: number;
+  counts: ActionCounts;
+  maskedTotal: number;
+  days: DayBucket[];
+  workloads: WorkloadReview[];
+}
+
+/** stands for a workload or target the recording does not name */
+export const UNKNOWN = UNKNOWN_WORKLOAD;
+const DEFAULT_TOP_DENIED = 20;
+const DAY_MS = 86_400_000;
+/** a chart of more days than this is unreadable; older days are left off the buckets */
+const MAX_DAYS = 732;
+
+/** How a protocol's commands become usage. Protocols missing here are reported with counts only. */
+const USAGE: { [P in RecordedProtocol]?: (commands: CommandUse[]) => ProtocolUsage } = {
+  postgres: postgresUsage,
+};
+
+export function aggregate(recordings: Recording[], opts: AggregateOptions = {}): ReviewData {
+  const inWindow = (at: number) => (opts.since === undefined || at >= opts.since) && (opts.until === undefined || at < opts.until);
+  const workloads = new Map<string, WorkloadTally>();
+  let unattributed = 0;
+
+  for (const rec of recordings) {
+    const start = rec.start;
+    if (!start) {
+      unattributed++;
+      continue;
+    }
+    const events = rec.events.filter((e) => inWindow(start.at + e.t));
+    if (events.length === 0) continue;
+    const name = start.workload ?? UNKNOWN;
+    let w = workloads.get(name);
+    if (!w) workloads.set(name, (w = new WorkloadTally(name)));
+    w.addSession(start.groups ?? [], start.target ?? UNKNOWN, start.protocol, start.at, events);
+  }
+
+  const tallies = [...workloads.values()].sort((a, b) => compareText(a.name, b.name));
+  const firsts = tallies.map((w) => w.first());
+  const lasts = tallies.map((w) => w.last());
+  const first = firsts.length ? Math.min(...firsts) : undefined;
+  const last = lasts.length ? Math.max(...lasts) : undefined;
+  const range = dayRange(opts.since ?? first, opts.until !== undefined ? opts.until - 1 : last);
+  const topDenied = opts.topDenied ?? DEFAULT_TOP_DENIED;
+
+  const reviews = tallies.map((w) => w.result(range, topDenied));
+  return {
+    since: opts.since,
+    until: opts.until,
+    first,
+    last,
+    sessions: sum(reviews.map((w) => w.sessions)),
+    unattributed,
+    counts: addCounts(reviews.map((w) => w.counts)),
+    maskedTotal: sum(reviews.map((w) => w.maskedTotal)),
+    days: mergeDays(range, reviews.map((w) => w.days)),
+    workloads: reviews,
+  };
+}
+
+/** The relation as the policy engine resolves an unqualified name (search_path pinned to public). */
+export function relationName(ref: RelationRef): string {
+  if (ref.schema !== undefined) return `${ref.schema}.${ref.name}`;
+  return `${ref.name.startsWith('pg_') ? 'pg_catalog' : 'public'}.${ref.name}`;
+}
+
+export function functionName(ref: FunctionRef): string {
+  return ref.schema !== undefined ? `${ref.schema}.${ref.name}` : ref.name;
+}
+
+/** UTC date of an epoch-ms time, YYYY-MM-DD. */
+export function dayOf(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
+
+export function emptyCounts(): ActionCounts {
+  return { allowed: 0, denied: 0, held: 0, approved: 0, rejected: 0, timedOut: 0 };
+}
+
+// ---------------------------------------------------------------------------
+
+class WorkloadTally {
+  private readonly groups = new Set<string>();
+  private readonly targets = new Map<string, TargetTally>();
+
+  constructor(readonly name: string) {}
+
+  addSession(groups: string[], target: string, protocol: RecordedProtocol, at: number, events: RecordedEvent[]): void {
+    for (const g of groups) this.groups.add(g);
+    // one target name could in principle be reused across protocols: keep them apart
+    const key = `${target}\u0000${protocol}`;
+    let t = this.targets.get(key);
+    if (!t) this.targets.set(key, (t = new TargetTally(target, protocol)));
+    t.addSession(at, events);
+  }
+
+  first(): number {
+    return Math.min(...[...this.targets.values()].map((t) => t.first));
+  }
+
+  last(): number {
+    return Math.max(...[...this.targets.values()].map((t) => t.last));
+  }
+
+  result(range: string[], topDenied: number): WorkloadReview {
+    const targets = [...this.targets.values()]
+      .sort((a, b) => compareText(a.target, b.target) || compareText(a.protocol, b.protocol))
+      .map((t) => t.result(topDenied));
+    return {
+      workload: this.name,
+      groups: [...this.groups].sort(compareText),
+      sessions: sum(targets.map((t) => t.sessions)),
+      first: this.first(),
+      last: this.last(),
+      counts: addCounts(targets.map((t) => t.counts)),
+      maskedTotal: sum(targets.map((t) => t.masked.total)),
+      days: mergeDays(range, [...this.targets.values()].map((t) => t.days)),
+      targets,
+    };
+  }
+}
+
+class TargetTally {
+  sessions = 0;
+  first = Infinity;
+  last = -Infinity;
+  readonly days = new Map<string, DayBucket>();
+  private readonly counts = emptyCounts();
+  private readonly commands = new Map<string, CommandUse & { approvers: Set<string> }>();
+  private readonly approvers = new Map<string, ApproverCount>();
+  private readonly masked = new Map<string, number>();
+
+  constructor(
+    readonly target: string,
+    readonly protocol: RecordedProtocol,
+  ) {}
+
+  addSession(at: number, events: RecordedEvent[]): void {
+    this.sessions++;
+    for (const e of events) {
+      const time = at + e.t;
+      this.first = Math.min(this.first, time);
+      this.last = Math.max(this.last, time);
+      switch (e.k) {
+        case 'decision': {
+          const use = this.command(e.command);
+          const day = this.day(time);
+          const field = e.action === 'allow' ? 'allowed' : e.action === 'deny' ? 'denied' : 'held';
+          this.counts[field]++;
+          use[field]++;
+          day[field]++;
+          if (e.action === 'deny') {
+            use.rule = e.rule;
+            use.message = e.message;
+          }
+          break;
+        }
+        case 'approval': {
+          const use = this.command(e.command);
+          const field = e.outcome === 'approved' ? 'approved' : e.outcome === 'rejected' ? 'rejected' : 'timedOut';
+          this.counts[field]++;
+          use[field]++;
+          if (e.by !== undefined && field !== 'timedOut') {
+            this.approver(e.by)[field]++;
+            if (field === 'approved') use.approvers.add(e.by);
+          }
+          break;
+        }
+        case 'masked':
+          for (const [rule, n] of Object.entries(e.counts)) this.masked.set(rule, (this.masked.get(rule) ?? 0) + n);
+          break;
+      }
+    }
+  }
+
+  result(topDenied: number): TargetReview {
+    const commands = [...this.commands.values()]
+      .map(({ approvers, ...use }) => ({ ...use, approvedBy: [...approvers].sort(compareText) }))
+      .sort((a, b) => decided(b) - decided(a) || compareText(a.command, b.command));
+    const denied = commands
+      .filter((c) => c.denied > 0)
+      .map((c) => ({ command: c.command, count: c.denied, rule: c.rule, message: c.message }))
+      .sort((a, b) => b.count - a.count || compareText(a.command, b.command));
+    const byRule = byCountThenName([...this.masked].map(([name, count]) => ({ name, count })));
+    return {
+      target: this.target,
+      protocol: this.protocol,
+      sessions: this.sessions,
+      first: this.first,
+      last: this.last,
+      counts: { ...this.counts },
+      approvers: [...this.approvers.values()].sort((a, b) => b.approved - a.approved || compareText(a.by, b.by)),
+      masked: { total: sum(byRule.map((r) => r.count)), byRule },
+      usage: USAGE[this.protocol]?.(commands),
+      denied: denied.slice(0, topDenied),
+      deniedDistinct: denied.length,
+      commands,
+    };
+  }
+
+  private command(text: string) {
+    let use = this.commands.get(text);
+    if (!use) this.commands.set(text, (use = { command: text, ...emptyCounts(), approvedBy: [], approvers: new Set() }));
+    return use;
+  }
+
+  private approver(by: string): ApproverCount {
+    let a = this.approvers.get(by);
+    if (!a) this.approvers.set(by, (a = { by, approved: 0, rejected: 0 }));
+    return a;
+  }
+
+  private day(time: number): DayBucket {
+    const day = dayOf(time);
+    let b = this.days.get(day);
+    if (!b) this.days.set(day, (b = { day, allowed: 0, denied: 0, held: 0 }));
+    return b;
+  }
+}
+
+/** Kinds, relations and functions of the statements that ran: allowed, or held and approved. */
+function postgresUsage(commands: CommandUse[]): PostgresUsage {
+  const kinds = new Map<string, number>();
+  const relations = new Map<string, RelationUse>();
+  const functions = new Map<string, number>();
+  let unanalysed = 0;
+  for (const use of commands) {
+    const runs = use.allowed + use.approved;
+    if (runs === 0) continue;
+    const q = analyzeQuery(use.command);
+    if (q.error) {
+      unanalysed += runs;
+      continue;
+    }
+    for (const s of q.statements) {
+      for (const k of s.kinds) kinds.set(k, (kinds.get(k) ?? 0) + runs);
+      for (const r of s.relations) {
+        const name = relationName(r);
+        let u = relations.get(name);
+        if (!u) relations.set(name, (u = { relation: name, reads: 0, writes: 0 }));
+        if (r.access === 'read') u.reads += runs;
+        else u.writes += runs;
+      }
+      for (const f of s.functions) functions.set(functionName(f), (functions.get(functionName(f)) ?? 0) + runs);
+    }
+  }
+  return {
+    protocol: 'postgres',
+    kinds: byCountThenName([...kinds].map(([name, count]) => ({ name, count }))),
+    relations: [...relations.values()].sort((a, b) => b.reads + b.writes - (a.reads + a.writes) || compareText(a.relation, b.relation)),
+    functions: byCountThenName([...functions].map(([name, count]) => ({ name, count }))),
+    unanalysed,
+  };
+}
+
+/** Every UTC day from `from` to `to` (epoch ms), the most recent MAX_DAYS of them. */
+function dayRange(from: number | undefined, to: number | undefined): string[] {
+  if (from === undefined || to === undefined || to < from) return [];
+  const lastDay = Math.floor(to / DAY_MS);
+  const firstDay = Math.max(Math.floor(from / DAY_MS), lastDay - MAX_DAYS + 1);
+  const days: string[] = [];
+  for (let d = firstDay; d <= lastDay; d++) days.push(dayOf(d * DAY_MS));
+  return days;
+}
+
+function mergeDays(range: string[], sources: Iterable<Map<string, DayBucket> | DayBucket[]>): DayBucket[] {
+  const merged = new Map(range.map((day) => [day, { day, allowed: 0, denied: 0, held: 0 }]));
+  for (const source of sources) {
+    for (const b of source.values()) {
+      const m = merged.get(b.day);
+      if (!m) continue; // outside the charted range
+      m.allowed += b.allowed;
+      m.denied += b.denied;
+      m.held += b.held;
+    }
+  }
+  return [...merged.values()];
+}
+
+function addCounts(all: ActionCounts[]): ActionCounts {
+  const total = emptyCounts();
+  for (const c of all) for (const k of Object.keys(total) as (keyof ActionCounts)[]) total[k] += c[k];
+  return total;
+}
+
+const decided = (c: ActionCounts) => c.allowed + c.denied + c.held;
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
+/** Locale-independent, so reports come out the same everywhere. */
+export function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function byCountThenName(xs: NameCount[]): NameCount[] {
+  return xs.sort((a, b) => b.count - a.count || compareText(a.name, b.name));
+}

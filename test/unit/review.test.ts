@@ -1,0 +1,421 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
+import type { PolicyDef } from '../../src/config/types.js';
+import { policiesFor } from '../../src/policy/access.js';
+import { initAnalysis } from '../../src/policy/analysis.js';
+import { RuleSet } from '../../src/policy/rules.js';
+import type { RecordedEvent, Recording, StartEvent } from '../../src/recording/events.js';
+import { aggregate, type ReviewData, type TargetReview } from '../../src/review/aggregate.js';
+import { renderHtml, renderMarkdown } from '../../src/review/render.js';
+import { suggest, suggestedPolicyYaml, suggestPolicies } from '../../src/review/suggest.js';
+
+beforeAll(() => initAnalysis());
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+const MAR_10 = Date.UTC(2025, 2, 10, 9, 0);
+
+// ---------------------------------------------------------------------------
+// Building recordings
+
+type Event = Exclude<RecordedEvent, StartEvent>;
+
+const allow = (t: number, command: string): Event => ({ k: 'decision', t, command, via: 'simple', kinds: [], action: 'allow' });
+const deny = (t: number, command: string, rule: string | undefined, message: string): Event =>
+  ({ k: 'decision', t, command, via: 'simple', kinds: [], action: 'deny', ...(rule ? { rule } : {}), message });
+const hold = (t: number, command: string): Event => ({ k: 'decision', t, command, via: 'simple', kinds: [], action: 'approve', rule: 'ops#4', message: 'approval required' });
+const approval = (t: number, command: string, outcome: 'approved' | 'rejected' | 'timed out', by?: string): Event =>
+  ({ k: 'approval', t, command, outcome, ...(by ? { by } : {}) });
+const masked = (t: number, counts: Record<string, number>): Event => ({ k: 'masked', t, tag: 'SELECT 1', counts });
+
+let nextId = 0;
+function recording(start: Partial<StartEvent> & { at: number }, events: Event[]): Recording {
+  const id = `s${++nextId}`;
+  const s: StartEvent = { k: 'start', t: 0, session: id, protocol: 'postgres', node: 'node-1', ...start };
+  const last = events.at(-1)?.t ?? 0;
+  const end: RecordedEvent = { k: 'end', t: last + 1, reason: 'client closed', bytesIn: 0, bytesOut: 0, commands: events.length, rows: 0 };
+  return { id, file: `/var/lib/interlock/${id}.rec`, start: s, end, events: [s, ...events, end], sealed: true, truncated: false, problems: [] };
+}
+
+const bot = (at: number, events: Event[], target = 'orders-db') =>
+  recording({ at, workload: 'report-bot', groups: ['analysts'], target }, events);
+
+// What report-bot did on orders-db: reads, a CTE, an insert, a mixed update, settings and a transaction
+const ORDERS_BY_CUSTOMER = 'SELECT id, total FROM orders WHERE customer_id = 42';
+const CUSTOMER = 'SELECT name, email FROM customers WHERE id = 42';
+const WEEKLY_CTE =
+  "WITH recent AS (SELECT customer_id, sum(total) AS spent FROM orders WHERE placed_at > now() - interval '7 days' GROUP BY customer_id) " +
+  'SELECT c.name, r.spent FROM recent r JOIN customers c ON c.id = r.customer_id';
+const INSERT_RUN = "INSERT INTO report_runs (name, ran_at) VALUES ('weekly', now())";
+const UPDATE_TOTAL = 'UPDATE orders SET total = (SELECT sum(amount) FROM order_items WHERE order_id = 42) WHERE id = 42';
+const SET_TIMEOUT = "SET statement_timeout = '5s'";
+const PRUNE_RUNS = "DELETE FROM report_runs WHERE ran_at < now() - interval '90 days'";
+const DROP = 'DROP TABLE orders';
+const READ_FILE = "SELECT pg_read_file('/etc/passwd')";
+// denied by a text pattern in the reviewed policy: the same shape as SELECT 1, so only its text tells them apart
+const MARKUP = "SELECT '<script>alert(1)</script>'";
+
+function reportBotRecordings(): Recording[] {
+  return [
+    bot(MAR_10, [
+      allow(10, 'BEGIN'),
+      allow(20, ORDERS_BY_CUSTOMER),
+      allow(30, CUSTOMER),
+      masked(31, { email: 1 }),
+      allow(40, 'COMMIT'),
+      allow(50, 'SELECT 1'),
+      deny(60, DROP, 'ops#2', 'no schema changes'),
+    ]),
+    bot(MAR_10 + DAY + 2 * HOUR, [
+      allow(10, SET_TIMEOUT),
+      allow(20, WEEKLY_CTE),
+      masked(21, { email: 2, phone: 1 }),
+      allow(30, INSERT_RUN),
+      allow(40, UPDATE_TOTAL),
+      deny(50, READ_FILE, 'ops#1', 'dangerous function'),
+      allow(60, ORDERS_BY_CUSTOMER),
+      hold(70, PRUNE_RUNS),
+      approval(5_000, PRUNE_RUNS, 'approved', 'alice'),
+      deny(6_000, MARKUP, 'ops#3', 'looks like markup'),
+      hold(7_000, 'TRUNCATE report_runs'),
+      approval(9_000, 'TRUNCATE report_runs', 'rejected', 'bob'),
+    ]),
+    bot(MAR_10 + DAY + 3 * HOUR, [allow(10, 'SELECT number, amount FROM invoices WHERE paid = false')], 'billing-db'),
+  ];
+}
+
+function allRecordings(): Recording[] {
+  return [
+    ...reportBotRecordings(),
+    recording({ at: MAR_10 + 2 * HOUR, workload: 'etl', target: 'orders-db' }, [allow(5, 'SELECT count(*) FROM orders')]),
+    // before the window: must not count
+    bot(MAR_10 - 20 * DAY, [allow(5, 'SELECT * FROM customers'), deny(6, 'DROP TABLE customers', 'ops#2', 'no schema changes')]),
+    // nobody matched this session
+    recording({ at: MAR_10 + 3 * HOUR, target: 'orders-db' }, [allow(5, 'SELECT 1')]),
+    // a damaged recording without its start: nothing to attribute it to
+    { id: 'broken', file: '/var/lib/interlock/broken.rec', events: [], sealed: false, truncated: false, problems: ['chunk 0: bad hmac'] },
+  ];
+}
+
+const SINCE = MAR_10 - DAY;
+
+function target(data: ReviewData, workload: string, name: string): TargetReview {
+  const t = data.workloads.find((w) => w.workload === workload)?.targets.find((x) => x.target === name);
+  if (!t) throw new Error(`no ${workload} on ${name}`);
+  return t;
+}
+
+// ---------------------------------------------------------------------------
+// Loading suggestions back as the daemon would
+
+const CONFIG_HEAD = `
+agents: { cgroup: /agents.slice }
+workloads:
+  - { name: report-bot, match: { cgroup: /agents.slice/report-bot.service }, groups: [analysts] }
+  - { name: etl, match: { cgroup: /agents.slice/etl.service } }
+  - { name: other-bot, match: { cgroup: /agents.slice/other-bot.service } }
+targets:
+  - { name: orders-db, protocol: postgres, address: 127.0.0.3:5432, upstream: { user: app } }
+  - { name: billing-db, protocol: postgres, address: 127.0.0.4:5432, upstream: { user: app } }
+`;
+
+function loadSuggested(yaml: string): PolicyDef[] {
+  return parseConfig(CONFIG_HEAD + yaml, 'suggested.yaml').policies;
+}
+
+function rulesFor(policies: PolicyDef[], workload: string, targetName: string): RuleSet {
+  return new RuleSet(policiesFor(policies, { workload, groups: [], uid: 1000 }, targetName));
+}
+
+const decide = (rs: RuleSet, sql: string) => rs.decideText(sql).decision.action;
+
+// ---------------------------------------------------------------------------
+
+describe('aggregate', () => {
+  const data = () => aggregate(allRecordings(), { since: SINCE });
+
+  it('groups by workload, then target, and leaves out what is outside the window or unattributable', () => {
+    const d = data();
+    expect(d.workloads.map((w) => w.workload)).toEqual(['etl', 'report-bot', 'unknown']);
+    expect(d.workloads[1]!.targets.map((t) => t.target)).toEqual(['billing-db', 'orders-db']);
+    expect(d.workloads[1]!.groups).toEqual(['analysts']);
+    expect(d.unattributed).toBe(1);
+    expect(d.sessions).toBe(5);
+    // the session 20 days earlier, with its DROP TABLE customers, is not in the window
+    expect(target(d, 'report-bot', 'orders-db').commands.map((c) => c.command)).not.toContain('DROP TABLE customers');
+  });
+
+  it('counts decisions, approvals, approvers, maskings and sessions per target', () => {
+    const t = target(data(), 'report-bot', 'orders-db');
+    expect(t.sessions).toBe(2);
+    expect(t.counts).toEqual({ allowed: 10, denied: 3, held: 2, approved: 1, rejected: 1, timedOut: 0 });
+    expect(t.approvers).toEqual([
+      { by: 'alice', approved: 1, rejected: 0 },
+      { by: 'bob', approved: 0, rejected: 1 },
+    ]);
+    expect(t.masked).toEqual({ total: 4, byRule: [{ name: 'email', count: 3 }, { name: 'phone', count: 1 }] });
+    expect(t.first).toBe(MAR_10);
+    expect(t.last).toBe(MAR_10 + DAY + 2 * HOUR + 9_001); // the end event after the last approval
+    expect(t.commands.find((c) => c.command === ORDERS_BY_CUSTOMER)).toMatchObject({ allowed: 2, denied: 0 });
+    expect(t.commands.find((c) => c.command === PRUNE_RUNS)).toMatchObject({ held: 1, approved: 1, approvedBy: ['alice'] });
+  });
+
+  it('lists distinct denied commands, most frequent first, with rule and message, up to topDenied', () => {
+    const recs = [
+      ...reportBotRecordings(),
+      bot(MAR_10 + 5 * HOUR, [deny(1, READ_FILE, 'ops#1', 'dangerous function'), deny(2, READ_FILE, 'ops#1', 'dangerous function')]),
+    ];
+    const t = target(aggregate(recs, { topDenied: 2 }), 'report-bot', 'orders-db');
+    expect(t.deniedDistinct).toBe(3);
+    expect(t.denied).toEqual([
+      { command: READ_FILE, count: 3, rule: 'ops#1', message: 'dangerous function' },
+      { command: DROP, count: 1, rule: 'ops#2', message: 'no schema changes' },
+    ]);
+  });
+
+  it('re-analyses what ran: statement kinds, relations with read/write, functions', () => {
+    const usage = target(data(), 'report-bot', 'orders-db').usage!;
+    expect(usage.protocol).toBe('postgres');
+    expect(Object.fromEntries(usage.kinds.map((k) => [k.name, k.count]))).toEqual({
+      select: 6, // orders ×2, customers, SELECT 1, the CTE, the UPDATE's subquery
+      transaction: 2,
+      set: 1,
+      insert: 1,
+      update: 1,
+      delete: 1, // the approved prune
+    });
+    expect(usage.relations).toEqual([
+      { relation: 'public.orders', reads: 3, writes: 1 },
+      { relation: 'public.customers', reads: 2, writes: 0 },
+      { relation: 'public.report_runs', reads: 0, writes: 2 },
+      { relation: 'public.order_items', reads: 1, writes: 0 },
+    ]);
+    expect(usage.functions).toEqual([
+      { name: 'now', count: 3 },
+      { name: 'sum', count: 2 },
+    ]);
+    // the denied pg_read_file never ran, so it is not usage
+    expect(usage.functions.map((f) => f.name)).not.toContain('pg_read_file');
+  });
+
+  it('buckets allowed and denied per UTC day over the whole window, empty days included', () => {
+    const d = data();
+    expect(d.days.map((b) => b.day)).toEqual(['2025-03-09', '2025-03-10', '2025-03-11']);
+    const bot = d.workloads.find((w) => w.workload === 'report-bot')!;
+    expect(bot.days).toEqual([
+      { day: '2025-03-09', allowed: 0, denied: 0, held: 0 },
+      { day: '2025-03-10', allowed: 5, denied: 1, held: 0 },
+      { day: '2025-03-11', allowed: 6, denied: 2, held: 2 },
+    ]);
+    expect(d.days[1]).toEqual({ day: '2025-03-10', allowed: 7, denied: 1, held: 0 }); // + etl and the unknown session
+  });
+});
+
+describe('suggested policy', () => {
+  const data = () => aggregate(allRecordings(), { since: SINCE });
+
+  it('is one policy per workload and target, for known workloads only', () => {
+    const policies = suggestPolicies(data());
+    expect(policies.map((p) => [p.name, p.subjects.workloads, p.targets])).toEqual([
+      ['suggested-etl-orders-db', ['etl'], ['orders-db']],
+      ['suggested-report-bot-billing-db', ['report-bot'], ['billing-db']],
+      ['suggested-report-bot-orders-db', ['report-bot'], ['orders-db']],
+    ]);
+    expect(suggest(data()).skipped.join('\n')).toMatch(/unknown on orders-db.*no workload matched/);
+  });
+
+  it('loads back through parseConfig and decides every recorded command as recorded', () => {
+    const policies = loadSuggested(suggestedPolicyYaml(data()));
+    const rs = rulesFor(policies, 'report-bot', 'orders-db');
+    const t = target(data(), 'report-bot', 'orders-db');
+    for (const c of t.commands) {
+      const expected = c.allowed ? 'allow' : c.approved ? 'approve' : c.denied ? 'deny' : undefined;
+      if (expected) expect([c.command, decide(rs, c.command)]).toEqual([c.command, expected]);
+    }
+    // held and rejected: never ran, and the suggestion does not run it either
+    expect(decide(rs, 'TRUNCATE report_runs')).toBe('deny');
+    expect(decide(rulesFor(policies, 'report-bot', 'billing-db'), 'SELECT number, amount FROM invoices WHERE paid = false')).toBe('allow');
+    expect(decide(rulesFor(policies, 'etl', 'orders-db'), 'SELECT count(*) FROM orders')).toBe('allow');
+  });
+
+  it('denies what the workload never did', () => {
+    const rs = rulesFor(loadSuggested(suggestedPolicyYaml(data())), 'report-bot', 'orders-db');
+    const neverSeen = [
+      'SELECT * FROM payments', // another table
+      'SELECT * FROM audit.orders', // the same name in another schema
+      "UPDATE customers SET email = 'x@example.com' WHERE id = 1", // write to a table it only read
+      "INSERT INTO customers (name) VALUES ('x')",
+      'UPDATE order_items SET amount = 0 WHERE order_id IN (SELECT id FROM orders)', // only read, even in a mixed statement
+      "SELECT pg_read_file('/etc/shadow') FROM orders", // a function it never called
+      'SELECT other.sum(total) FROM orders', // a function it called, from another schema
+      'DELETE FROM orders WHERE id = 1', // a kind it never used on this table
+      'DROP TABLE customers',
+      'TRUNCATE orders',
+      'SELECT o.id FROM orders o JOIN payments p ON p.order_id = o.id', // a join with a table never seen
+      'DO $$ BEGIN DELETE FROM orders; END $$',
+      'EXPLAIN SELECT * FROM orders',
+      'COPY orders TO STDOUT',
+      'SET search_path = evil, public',
+      "SELECT '<script>alert(1)</script>'", // the denied text itself, again
+    ];
+    for (const sql of neverSeen) expect([sql, decide(rs, sql)]).toEqual([sql, 'deny']);
+    const billing = rulesFor(loadSuggested(suggestedPolicyYaml(data())), 'report-bot', 'billing-db');
+    expect(decide(billing, "SELECT number, pg_read_file('/etc/passwd') FROM invoices")).toBe('deny');
+    // what did run still runs, with other literals
+    expect(decide(rs, 'SELECT id, total FROM orders WHERE customer_id = 7')).toBe('allow');
+    expect(decide(rs, 'SELECT 2')).toBe('allow');
+  });
+
+  it('denies a function call to a workload that only ran SELECT 1', () => {
+    const rs = rulesFor(loadSuggested(suggestedPolicyYaml(aggregate([bot(MAR_10, [allow(1, 'SELECT 1')])], {}))), 'report-bot', 'orders-db');
+    expect(decide(rs, 'SELECT 1')).toBe('allow');
+    expect(decide(rs, "SELECT pg_read_file('/etc/passwd')")).toBe('deny');
+    expect(decide(rs, 'SELECT now()')).toBe('deny');
+    expect(decide(rs, 'SELECT * FROM orders')).toBe('deny');
+  });
+
+  it('writes explicit lists, access modes and approvers on the rules', () => {
+    const policy = suggestPolicies(data()).find((p) => p.name === 'suggested-report-bot-orders-db')!;
+    const byKinds = (kinds: string[]) => policy.rules.find((r) => r.action === 'allow' && r.match.statements?.join() === kinds.join());
+    expect(byKinds(['select'])?.match).toEqual({
+      statements: ['select'],
+      relations: ['public.customers', 'public.orders'],
+      access: 'read',
+      functions: ['pg_catalog.now', 'public.now', 'pg_catalog.sum', 'public.sum'],
+    });
+    expect(byKinds(['transaction'])?.match).toEqual({ statements: ['transaction'], relations: [], functions: [] });
+    expect(byKinds(['set'])?.match).toEqual({ statements: ['set'], relations: [], functions: [] });
+    expect(byKinds(['insert'])?.match).toMatchObject({ relations: ['public.report_runs'], access: 'write' });
+    // the mixed UPDATE … (SELECT …) cannot carry an access mode: a deny on writes to what was only read guards it
+    expect(byKinds(['update', 'select'])?.match).toEqual({
+      statements: ['update', 'select'],
+      relations: ['public.order_items', 'public.orders'],
+      functions: ['pg_catalog.sum', 'public.sum'],
+    });
+    expect(policy.rules.find((r) => r.action === 'deny' && r.match.access === 'write')?.match).toEqual({
+      relations: ['public.order_items'], // customers was only read too, but only by a rule with access: read
+      access: 'write',
+    });
+    // denies come before every allow, so they apply to what the allows list
+    const firstAllow = policy.rules.findIndex((r) => r.action === 'allow');
+    expect(policy.rules.slice(0, firstAllow).every((r) => r.action === 'deny')).toBe(true);
+    expect(policy.rules.find((r) => r.action === 'approve')).toEqual({
+      action: 'approve',
+      match: { statements: ['delete'], relations: ['public.report_runs'], access: 'write' },
+      approvers: ['alice'],
+    });
+    // the most used rule first among the allows
+    expect(policy.rules.find((r) => r.action === 'allow')?.match.statements).toEqual(['select']);
+  });
+
+  it('keeps a denied statement that looks like one that ran denied, by its exact text', () => {
+    const policy = suggestPolicies(data()).find((p) => p.name === 'suggested-report-bot-orders-db')!;
+    const textDeny = policy.rules.find((r) => r.match.pattern !== undefined);
+    expect(textDeny).toMatchObject({ action: 'deny', message: 'looks like markup' });
+    expect(new RegExp(textDeny!.match.pattern!).test(MARKUP)).toBe(true);
+  });
+
+  it('merges selects on different tables into one rule, which allows joining them', () => {
+    const recs = [bot(MAR_10, [allow(1, 'SELECT * FROM a'), allow(2, 'SELECT * FROM b')])];
+    const policies = loadSuggested(suggestedPolicyYaml(aggregate(recs, {})));
+    const rs = rulesFor(policies, 'report-bot', 'orders-db');
+    expect(policies[0]!.rules).toHaveLength(1);
+    expect(decide(rs, 'SELECT * FROM a JOIN b USING (id)')).toBe('allow');
+    expect(decide(rs, 'SELECT * FROM a JOIN c USING (id)')).toBe('deny');
+  });
+
+  it('splits a merged rule when a recorded denial shows the combination was refused', () => {
+    const recs = [
+      bot(MAR_10, [
+        allow(1, 'SELECT * FROM a'),
+        allow(2, 'SELECT * FROM b'),
+        deny(3, 'SELECT * FROM a JOIN b USING (id)', 'ops#9', 'no joins of a and b'),
+      ]),
+    ];
+    const data = aggregate(recs, {});
+    const rs = rulesFor(loadSuggested(suggestedPolicyYaml(data)), 'report-bot', 'orders-db');
+    expect(decide(rs, 'SELECT * FROM a')).toBe('allow');
+    expect(decide(rs, 'SELECT * FROM b')).toBe('allow');
+    expect(decide(rs, 'SELECT * FROM a JOIN b USING (id)')).toBe('deny');
+    expect(suggest(data).suggestions[0]!.policy.rules.filter((r) => r.action === 'allow')).toHaveLength(2);
+    expect(suggest(data).suggestions[0]!.warnings).toEqual([]);
+  });
+
+  it('allows an opaque statement only when it ran, by its kind', () => {
+    const withDo = aggregate([bot(MAR_10, [allow(1, 'DO $$ BEGIN PERFORM 1; END $$'), allow(2, 'SELECT 1')])], {});
+    const rsDo = rulesFor(loadSuggested(suggestedPolicyYaml(withDo)), 'report-bot', 'orders-db');
+    expect(decide(rsDo, 'DO $$ BEGIN PERFORM 2; END $$')).toBe('allow');
+    expect(decide(rsDo, 'CALL app.refresh()')).toBe('deny');
+
+    const deniedDo = aggregate([bot(MAR_10, [deny(1, 'DO $$ BEGIN PERFORM 1; END $$', undefined, 'no rule allows this DO statement'), allow(2, 'SELECT 1')])], {});
+    const rs = rulesFor(loadSuggested(suggestedPolicyYaml(deniedDo)), 'report-bot', 'orders-db');
+    expect(decide(rs, 'DO $$ BEGIN PERFORM 1; END $$')).toBe('deny');
+  });
+
+  it('warns about a command both allowed and denied in the period instead of guessing silently', () => {
+    const recs = [bot(MAR_10, [allow(1, 'SELECT * FROM a'), deny(2, 'SELECT * FROM a', 'ops#1', 'tightened')])];
+    const s = suggest(aggregate(recs, {})).suggestions[0]!;
+    expect(s.warnings.join('\n')).toMatch(/both ran and was denied.*SELECT \* FROM a/);
+    expect(suggestedPolicyYaml(aggregate(recs, {}))).toMatch(/# warning: both ran and was denied/);
+  });
+
+  it('comes out the same whatever order the recordings are read in', () => {
+    const recs = allRecordings();
+    const forward = suggestedPolicyYaml(aggregate(recs, { since: SINCE }));
+    expect(suggestedPolicyYaml(aggregate([...recs].reverse(), { since: SINCE }))).toBe(forward);
+  });
+
+  it('suggests nothing for a workload that ran nothing, and says so', () => {
+    const recs = [recording({ at: MAR_10, workload: 'other-bot', target: 'orders-db' }, [deny(1, DROP, 'ops#2', 'no')])];
+    const yaml = suggestedPolicyYaml(aggregate(recs, {}));
+    expect(loadSuggested(yaml)).toEqual([]);
+    expect(yaml).toMatch(/not suggested: other-bot on orders-db \(postgres\): nothing ran/);
+  });
+});
+
+describe('render', () => {
+  const data = () => aggregate(allRecordings(), { since: SINCE });
+
+  it('markdown names each workload and target with its counts, and embeds the suggested YAML', () => {
+    const yaml = suggestedPolicyYaml(data());
+    const md = renderMarkdown(data(), yaml);
+    expect(md).toContain('## Workload report-bot');
+    expect(md).toContain('### Target orders-db (postgres)');
+    expect(md).toContain('| report-bot | 3 | 11 | 3 | 2 | 1 | 4 |');
+    expect(md).toContain('10 allowed, 3 denied, 2 held for approval (1 approved, 1 rejected, 0 timed out)');
+    expect(md).toContain('| `public.order_items` | 1 | 0 |');
+    expect(md).toContain(`| 1 | \`${DROP}\` | \`ops#2\` | no schema changes |`);
+    expect(md).toContain('```yaml\n' + yaml.trimEnd() + '\n```');
+  });
+
+  it('markdown keeps untrusted text from breaking out of its table cell', () => {
+    const recs = [bot(MAR_10, [deny(1, "SELECT 'a|b', '`x`'", 'ops#1', 'no <b>pipes</b> | here')])];
+    const md = renderMarkdown(aggregate(recs, {}), '');
+    const row = md.split('\n').find((l) => l.startsWith('| 1 |'))!;
+    expect(row).toBe("| 1 | ``SELECT 'a\\|b', '`x`'`` | `ops#1` | no \\<b\\>pipes\\</b\\> \\| here |");
+  });
+
+  it('HTML escapes everything, charts days as SVG bars and stays well-formed', () => {
+    const html = renderHtml(data(), suggestedPolicyYaml(data()));
+    expect(html).not.toContain('<script');
+    expect(html).toContain('&#60;script&#62;alert(1)&#60;/script&#62;');
+    expect(html).toContain('<svg');
+    expect(html).toMatch(/<rect class="denied"[^>]*><title>2025-03-11: 2 denied<\/title><\/rect>/);
+    expect(html).toMatch(/<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">/);
+    expect(unbalancedTags(html)).toEqual([]);
+  });
+});
+
+/** Open/close tag mismatches, ignoring void elements and self-closed SVG elements. */
+function unbalancedTags(html: string): string[] {
+  const VOID = new Set(['meta', 'br', 'hr', 'img', 'link', 'input']);
+  const stack: string[] = [];
+  const problems: string[] = [];
+  for (const m of html.matchAll(/<(\/?)([a-zA-Z][\w-]*)[^>]*?(\/?)>/g)) {
+    const [, closing, name, selfClosed] = m;
+    if (VOID.has(name!) || selfClosed) continue;
+    if (!closing) stack.push(name!);
+    else if (stack.pop() !== name) problems.push(`unexpected </${name}>`);
+  }
+  return [...problems, ...stack.map((n) => `unclosed <${n}>`)];
+}
