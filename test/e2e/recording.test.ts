@@ -12,7 +12,10 @@ import { collect, runAgent, spawnAgent } from '../helpers/agent.js';
 import { cli, readAudit, startDaemon, waitForAudit } from '../helpers/daemon.js';
 import { E2EEnv } from '../helpers/e2e-env.js';
 import { loadRecordingKey } from '../../src/recording/key.js';
-import { readRecording, recordingFile } from '../../src/recording/store.js';
+import { listStored, readRecording, recordingFile } from '../../src/recording/store.js';
+import { parseConfig } from '../../src/config/load.js';
+import { initAnalysis } from '../../src/policy/analysis.js';
+import { RuleSet } from '../../src/policy/rules.js';
 import type { DecisionEvent } from '../../src/recording/events.js';
 
 const enabled = bpfGate();
@@ -170,6 +173,45 @@ describe.skipIf(!enabled)('session recording through the redirect', () => {
     expect(readFileSync(recordingFile(env.recordingsDir, id)).length).toBeLessThan(1.2 * 1024 * 1024);
     expect(rec.end?.rows).toBe(2001);
     expect(icli('verify', id).stdout).toContain('truncated at the size cap');
+  });
+
+  it('review suggests a policy that, loaded back, decides every recorded command as it was decided', async () => {
+    const r = await runAgent(cg(), 'psql', ['-h', '127.0.0.3', '-U', 'agent', '-d', 'orders', '-w', '-qAtX',
+      '-c', 'SELECT name FROM customers WHERE id = 1', '-c', "INSERT INTO customers VALUES (77, 'Review', 'r@example.com')", '-c', 'DROP TABLE customers']);
+    expect(r.stdout).toContain('Ada Lovelace');
+    expect(r.stderr).not.toMatch(/INSERT/i); // the insert went through
+    expect(r.stderr).toContain('ERROR:  interlock: no schema changes');
+    await sealed(await sessionOf(r.pid));
+    const review = icli('review', '--since', '1h');
+    expect(review.code, review.stderr).toBe(0);
+    const yamlText = /```yaml\n([\s\S]*?)```/.exec(review.stdout)?.[1];
+    expect(yamlText).toContain('suggested-report-bot-orders-db');
+    const html = icli('review', '--since', '1h', '--format', 'html');
+    expect(html.stdout).toContain('<svg');
+
+    await initAnalysis();
+    const config = parseConfig(`agents: { cgroup: /x.slice }
+workloads:
+  - { name: report-bot, match: { cgroup: /x.slice/a } }
+targets:
+  - { name: orders-db, protocol: postgres, address: 127.0.0.3:5432, upstream: { user: app } }
+${yamlText}`, 'suggested.yaml');
+    const recorded = listStored(env.recordingsDir).map((f) => readRecording(env.recordingsDir, f.id, key())).filter((rec) => rec.problems.length === 0);
+    let checked = 0;
+    for (const workload of ['report-bot']) {
+      const rules = new RuleSet(config.policies.filter((p) => p.subjects.workloads.includes(workload)));
+      for (const rec of recorded.filter((x) => x.start?.workload === workload)) {
+        for (const d of rec.events.filter((e): e is DecisionEvent => e.k === 'decision')) {
+          expect(rules.decideText(d.command).decision.action, `${workload}: ${d.command}`).toBe(d.action === 'allow' ? 'allow' : 'deny');
+          checked++;
+        }
+      }
+      // and nothing it never did
+      for (const never of ['DELETE FROM customers', "SELECT pg_read_file('/etc/passwd')", 'TRUNCATE customers', 'UPDATE customers SET email = NULL']) {
+        expect(rules.decideText(never).decision.action, `${workload}: ${never}`).toBe('deny');
+      }
+    }
+    expect(checked).toBeGreaterThan(250); // the sessions above: psql, 50 node-postgres clients, the cap, this one
   });
 
   it('a daemon killed with SIGKILL leaves the live session readable up to its last flush, marked incomplete', async () => {
