@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything a fresh machine needs before interlock builds, runs or tests: the BPF
-# toolchain (clang, libbpf-dev, bpftool), PostgreSQL 15 and its clients, setpriv,
+# toolchain (clang, libbpf-dev, bpftool), PostgreSQL 15 and its clients, OpenSSH, setpriv,
 # then `npm ci` (which compiles the BPF program, the addon and the TypeScript).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,12 +13,17 @@ command -v bpftool >/dev/null || [[ -x /usr/sbin/bpftool ]] || need+=(bpftool)
 command -v psql >/dev/null || need+=(postgresql-client-15)
 command -v pgbench >/dev/null || need+=(postgresql-contrib)
 command -v setpriv >/dev/null || need+=(util-linux)
+[[ -x /usr/sbin/sshd ]] || need+=(openssh-server)
+command -v ssh >/dev/null || need+=(openssh-client)
+command -v script >/dev/null || need+=(bsdutils)
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}" >&2
   if [[ $(id -u) != 0 ]]; then echo "setup: run as root to install ${need[*]}" >&2; exit 1; fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+mkdir -p /run/sshd # sshd's privilege separation directory (PID 1 may not be systemd)
 
 # npm ci again only when the lock file or the native sources changed since the last build
 stamp=node_modules/.interlock-build

@@ -17,7 +17,9 @@ export type AuditEvent =
   | 'cancel'
   | 'redirect.attached'
   | 'daemon.stop'
-  | 'recording.retention';
+  | 'recording.retention'
+  | 'command'
+  | 'file';
 
 export interface Audit {
   event(event: AuditEvent, fields?: Record<string, unknown>): void;

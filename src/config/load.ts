@@ -18,12 +18,16 @@ import type {
   RecordingConfig,
   PostgresUpstream,
   RuleDef,
+  SshUpstream,
   SecretRef,
   TargetDef,
   WorkloadDef,
 } from './types.js';
 
-export const PROTOCOLS = ['postgres'] as const;
+export const PROTOCOLS = ['postgres', 'ssh'] as const;
+export const SSH_CHANNELS = ['shell', 'exec', 'sftp', 'port-forward', 'remote-forward', 'agent-forward', 'x11'] as const;
+const POSTGRES_MATCH_KEYS = ['statements', 'relations', 'functions'] as const;
+const SSH_MATCH_KEYS = ['commands', 'channels', 'paths'] as const;
 export const RULE_ACTIONS = ['allow', 'deny', 'approve'] as const;
 export const STATEMENT_KINDS = [
   'select', 'insert', 'update', 'delete', 'merge', 'copy_to', 'copy_from', 'create', 'alter', 'drop',
@@ -135,19 +139,21 @@ export function parseHostPort(s: string, field = 'address', opts: { hostnames?: 
 // ---------------------------------------------------------------------------
 // The config tree
 
-const TOP_KEYS = ['agents', 'proxy', 'intercept', 'bpf', 'control', 'workloads', 'targets', 'policies', 'audit', 'recording'];
+const TOP_KEYS = ['agents', 'proxy', 'intercept', 'bpf', 'control', 'workloads', 'targets', 'policies', 'audit', 'recording', 'ssh'];
 
 function buildConfig(raw: unknown, source: string): InterlockConfig {
   const top = fields(raw ?? {}, '', TOP_KEYS, 'a mapping at the top level');
   // checked in the usual document order, so the first error reported is the first one a reader meets
   const agents = { cgroup: top.sub('agents', ['cgroup']).req('cgroup', cgroupPath) };
   const proxyFields = top.sub('proxy', ['ports', 'loginTimeout']);
+  const proxyPorts = proxyFields.sub('ports', ['postgres', 'ssh']);
   const proxy = {
-    ports: { postgres: proxyFields.sub('ports', ['postgres']).opt('postgres', port, 15432) },
+    ports: { postgres: proxyPorts.opt('postgres', port, 15432), ssh: proxyPorts.opt('ssh', port, 15422) },
     loginTimeoutMs: durationMs(proxyFields.opt('loginTimeout', duration, '30s')),
   };
-  const interceptPorts = top.sub('intercept', ['ports']).sub('ports', ['postgres']);
-  const intercept = { ports: { postgres: interceptPorts.opt('postgres', list(port), [5432]) } };
+  if (proxy.ports.ssh === proxy.ports.postgres) fail(proxyPorts.path('ssh'), `same port as proxy.ports.postgres (${proxy.ports.postgres})`);
+  const interceptPorts = top.sub('intercept', ['ports']).sub('ports', ['postgres', 'ssh']);
+  const intercept = { ports: { postgres: interceptPorts.opt('postgres', list(port), [5432]), ssh: interceptPorts.opt('ssh', list(port), [22]) } };
   const bpf = { pinDir: top.sub('bpf', ['pinDir']).opt('pinDir', absPath, '/sys/fs/bpf/interlock') };
   const control = { socket: top.sub('control', ['socket']).opt('socket', absPath, '/run/interlock/control.sock') };
 
@@ -168,7 +174,9 @@ function buildConfig(raw: unknown, source: string): InterlockConfig {
   const audit = { file: top.sub('audit', ['file']).opt('file', absPath) };
   const recording = recordingConfig(top.sub('recording', ['enabled', 'dir', 'key', 'flush', 'maxSessionBytes', 'bufferBytes', 'retention', 'onBackpressure']));
 
-  return { source, agents, proxy, intercept, bpf, control, workloads, targets, policies, audit, recording };
+  const ssh = { hostKey: top.sub('ssh', ['hostKey']).opt('hostKey', absPath, '/etc/interlock/ssh_host_ed25519_key') };
+
+  return { source, agents, proxy, intercept, bpf, control, workloads, targets, policies, audit, recording, ssh };
 }
 
 function recordingConfig(r: Fields): RecordingConfig {
@@ -207,20 +215,40 @@ function target(v: unknown, f: string): TargetDef {
   const name = m.req('name', objectName);
   const protocol = m.req('protocol', oneOf(PROTOCOLS, 'protocol'));
   const address = m.req('address', (v, f) => parseHostPort(str(v, f, 'a string like 127.0.0.3:5432'), f));
+  if (protocol === 'ssh') return { name, protocol, address, upstream: m.req('upstream', sshUpstream(address)) };
   return { name, protocol, address, upstream: m.req('upstream', upstream(address)) };
+}
+
+function upstreamHostPort(m: Fields, address: HostPort): HostPort {
+  if (m.has('address')) {
+    if (m.has('host') || m.has('port')) fail(m.path('address'), 'give either address or host/port, not both');
+    return m.req('address', (v, f) => parseHostPort(str(v, f, 'a string like build.internal:22'), f, { hostnames: true }));
+  }
+  // by default the proxy connects to the very address agents dialed
+  return { host: m.opt('host', host, address.host), port: m.opt('port', port, address.port) };
+}
+
+function sshUpstream(address: HostPort) {
+  return (v: unknown, f: string): SshUpstream => {
+    const m = fields(v, f, ['address', 'host', 'port', 'user', 'privateKey', 'password', 'knownHosts', 'agentUsers', 'env']);
+    const hp = upstreamHostPort(m, address);
+    const user = m.req('user', str);
+    const privateKey = m.opt('privateKey', secretRef);
+    const password = m.opt('password', secretRef);
+    if (!privateKey && !password) fail(f, 'needs privateKey or password (the credential interlock logs in with)');
+    const knownHosts = m.req('knownHosts', (v, f) => ({ file: fields(v, f, ['file'], 'a mapping like { file: /etc/interlock/host.known_hosts }').req('file', absPath) }));
+    return {
+      ...hp, user, privateKey, password, knownHosts,
+      agentUsers: m.opt('agentUsers', list(str), [user]),
+      env: m.opt('env', list(str), ['LANG', 'LC_*']),
+    };
+  };
 }
 
 function upstream(address: HostPort) {
   return (v: unknown, f: string): PostgresUpstream => {
     const m = fields(v, f, ['address', 'host', 'port', 'user', 'password', 'database']);
-    let hp: HostPort;
-    if (m.has('address')) {
-      if (m.has('host') || m.has('port')) fail(m.path('address'), 'give either address or host/port, not both');
-      hp = m.req('address', (v, f) => parseHostPort(str(v, f, 'a string like db.internal:5432'), f, { hostnames: true }));
-    } else {
-      // by default the proxy connects to the very address agents dialed
-      hp = { host: m.opt('host', host, address.host), port: m.opt('port', port, address.port) };
-    }
+    const hp = upstreamHostPort(m, address);
     return { ...hp, user: m.req('user', str), password: m.opt('password', secretRef), database: m.opt('database', str) };
   };
 }
@@ -261,14 +289,22 @@ function policy(known: { workloads: Set<string>; targets: Set<string> }) {
 function rule(v: unknown, f: string): RuleDef {
   const m = fields(v, f, ['action', 'match', 'message', 'approvers', 'timeout']);
   const action = m.req('action', oneOf(RULE_ACTIONS, 'action'));
-  const mm = m.sub('match', ['statements', 'relations', 'access', 'functions', 'pattern']);
+  const mm = m.sub('match', ['statements', 'relations', 'access', 'functions', 'pattern', 'commands', 'channels', 'paths']);
   const match: RuleDef['match'] = {
     statements: mm.opt('statements', list(oneOf(STATEMENT_KINDS, 'statement kind'))),
     relations: mm.opt('relations', list(str)),
     access: mm.opt('access', oneOf(['read', 'write'] as const, 'access')),
     functions: mm.opt('functions', list(str)),
     pattern: mm.opt('pattern', regex),
+    commands: mm.opt('commands', list(str)),
+    channels: mm.opt('channels', list(oneOf(SSH_CHANNELS, 'channel'))),
+    paths: mm.opt('paths', list(str)),
   };
+  // a rule speaks one protocol: filters the other protocol's engine does not read would make it match everything there
+  const pgKey = POSTGRES_MATCH_KEYS.find((k) => mm.has(k));
+  const sshKey = SSH_MATCH_KEYS.find((k) => mm.has(k));
+  if (pgKey && sshKey) fail(mm.path(sshKey), `an SSH filter cannot share a rule with the PostgreSQL filter "${pgKey}"; write two rules`);
+  if (mm.has('access') && !mm.has('relations') && !mm.has('paths')) fail(mm.path('access'), 'only applies with relations or paths');
   // catches approve-only settings left on a rule whose action was changed
   for (const k of ['approvers', 'timeout']) {
     if (m.has(k) && action !== 'approve') fail(m.path(k), 'only applies to action: approve');

@@ -21,13 +21,25 @@ export interface PostgresUpstream extends HostPort {
   database?: string;
 }
 
-export interface TargetDef {
-  name: string;
-  protocol: 'postgres';
-  /** what agents dial: an IP literal and port */
-  address: HostPort;
-  upstream: PostgresUpstream;
+export interface SshUpstream extends HostPort {
+  /** the account interlock logs in as */
+  user: string;
+  privateKey?: SecretRef;
+  password?: SecretRef;
+  /** the upstream host key pin: an OpenSSH known_hosts file; a mismatch fails closed */
+  knownHosts: { file: string };
+  /** user names an agent may ask for (ssh NAME@host); default: [user] */
+  agentUsers: string[];
+  /** environment variables an agent may pass (env requests; globs); default LANG, LC_* */
+  env: string[];
 }
+
+export type TargetDef =
+  | { name: string; protocol: 'postgres'; /** what agents dial: an IP literal and port */ address: HostPort; upstream: PostgresUpstream }
+  | { name: string; protocol: 'ssh'; address: HostPort; upstream: SshUpstream };
+
+export type PostgresTargetDef = Extract<TargetDef, { protocol: 'postgres' }>;
+export type SshTargetDef = Extract<TargetDef, { protocol: 'ssh' }>;
 
 export type RuleAction = 'allow' | 'deny' | 'approve';
 
@@ -39,7 +51,14 @@ export interface RuleDef {
     /** with relations: only relations accessed this way count (allow+read: the statement writes nothing) */
     access?: 'read' | 'write';
     functions?: string[];
+    /** regular expression on the statement / command text */
     pattern?: string;
+    /** SSH: globs over a shell command's parts ("program arg arg"), each part judged alone */
+    commands?: string[];
+    /** SSH: channel kinds (shell, exec, sftp, port-forward, remote-forward, agent-forward, x11) */
+    channels?: string[];
+    /** SSH: sftp/scp path globs (with access: read | write) */
+    paths?: string[];
   };
   message?: string;
   approvers?: string[];
@@ -68,14 +87,14 @@ export interface InterlockConfig {
     cgroup: string;
   };
   proxy: {
-    /** loopback port per protocol that the redirect sends connections to (default postgres 15432) */
-    ports: { postgres: number };
+    /** loopback port per protocol that the redirect sends connections to (default postgres 15432, ssh 15422) */
+    ports: { postgres: number; ssh: number };
     /** connect to ready session, at most (default 30s): a silent client cannot hold a session open */
     loginTimeoutMs: number;
   };
   intercept: {
-    /** every destination on these ports is intercepted, configured or not (default postgres [5432]) */
-    ports: { postgres: number[] };
+    /** every destination on these ports is intercepted, configured or not (default postgres [5432], ssh [22]) */
+    ports: { postgres: number[]; ssh: number[] };
   };
   bpf: {
     /** where programs' links and maps are pinned (default /sys/fs/bpf/interlock) */
@@ -93,6 +112,10 @@ export interface InterlockConfig {
     file?: string;
   };
   recording: RecordingConfig;
+  ssh: {
+    /** the node's host key, shown to agents for every intercepted SSH target (created 0600 on first start) */
+    hostKey: string;
+  };
 }
 
 export interface RecordingConfig {

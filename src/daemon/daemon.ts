@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { Server, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { InterlockConfig, PolicyDef } from '../config/types.js';
+import type { InterlockConfig, PolicyDef, TargetDef } from '../config/types.js';
 import { initAnalysis } from '../policy/analysis.js';
 import { RuleSet } from '../policy/rules.js';
 import { compileMasking, type Masker } from '../masking/plan.js';
@@ -23,6 +23,9 @@ import { PostgresSession } from '../protocols/postgres/session.js';
 import { admit, type Admission, type AdmissionDeps } from './admission.js';
 import { ControlServer, type DaemonStatus, type SessionSummary } from './control.js';
 import { RecordingStore } from '../recording/store.js';
+import { SshRuleSet } from '../policy/ssh-rules.js';
+import { loadHostKey, type HostKey } from '../protocols/ssh/host-key.js';
+import { SshSession } from '../protocols/ssh/session.js';
 import { NOT_RECORDED } from '../recording/recorder.js';
 
 /** The loopback address the BPF program rewrites connections to (bpf/interlock.bpf.c). */
@@ -35,7 +38,7 @@ interface Enforcement {
 
 interface LiveSession {
   summary: SessionSummary;
-  session: PostgresSession;
+  session: { shutdown(reason: string): void };
 }
 
 export class Daemon {
@@ -43,6 +46,8 @@ export class Daemon {
   private readonly sessions = new Map<string, LiveSession>();
   private readonly cancelKeys = new CancelKeys();
   private readonly enforcement = new Map<string, Enforcement>();
+  private readonly sshJudges = new Map<string, SshRuleSet>();
+  private hostKey!: HostKey;
   /** keys the `hash` masking strategy: equal values hash alike within a daemon's lifetime */
   private readonly maskingKey = randomBytes(32);
   private readonly servers: Server[] = [];
@@ -71,6 +76,7 @@ export class Daemon {
       this.recordings.startRetention((removed) => this.audit.event('recording.retention', { removed }));
     }
     await initAnalysis();
+    this.hostKey = loadHostKey(config.ssh.hostKey, { create: true });
     this.cgroupPath = join(mount, config.agents.cgroup);
     mkdirSync(this.cgroupPath, { recursive: true });
 
@@ -82,14 +88,19 @@ export class Daemon {
     };
 
     // listen before redirecting, so the first redirected connection finds us
-    await this.listen(config.proxy.ports.postgres, (s) => this.onPostgres(s));
+    await this.listen(config.proxy.ports.postgres, (s) => this.onConnection(s, 'postgres'));
+    await this.listen(config.proxy.ports.ssh, (s) => this.onConnection(s, 'ssh'));
     this.redirect = Redirect.attach(this.cgroupPath, config.bpf.pinDir);
-    this.redirect.syncTargets(config.targets.map((t) => ({ ip: t.address.host, port: t.address.port, proxyPort: config.proxy.ports.postgres, protocol: Protocol.postgres })));
-    this.redirect.syncPorts(config.intercept.ports.postgres.map((port) => ({ port, proxyPort: config.proxy.ports.postgres, protocol: Protocol.postgres })));
+    const proxyPort = (p: TargetDef['protocol']) => config.proxy.ports[p];
+    this.redirect.syncTargets(config.targets.map((t) => ({ ip: t.address.host, port: t.address.port, proxyPort: proxyPort(t.protocol), protocol: Protocol[t.protocol] })));
+    this.redirect.syncPorts([
+      ...config.intercept.ports.postgres.map((port) => ({ port, proxyPort: config.proxy.ports.postgres, protocol: Protocol.postgres })),
+      ...config.intercept.ports.ssh.map((port) => ({ port, proxyPort: config.proxy.ports.ssh, protocol: Protocol.ssh })),
+    ]);
     this.control = new ControlServer(config.control.socket, () => this.status());
     await this.control.listen();
     this.audit.event('redirect.attached', { cgroup: config.agents.cgroup, targets: config.targets.map((t) => t.name) });
-    this.log.info({ cgroup: config.agents.cgroup, pinDir: config.bpf.pinDir, postgres: `${PROXY_HOST}:${config.proxy.ports.postgres}` }, 'interlock ready');
+    this.log.info({ cgroup: config.agents.cgroup, pinDir: config.bpf.pinDir, postgres: `${PROXY_HOST}:${config.proxy.ports.postgres}`, ssh: `${PROXY_HOST}:${config.proxy.ports.ssh}` }, 'interlock ready');
   }
 
   private listen(port: number, onConnection: (s: Socket) => void): Promise<void> {
@@ -107,11 +118,12 @@ export class Daemon {
     });
   }
 
-  private onPostgres(client: Socket): void {
+  private onConnection(client: Socket, protocol: TargetDef['protocol']): void {
     if (this.stopping) return void client.destroy();
     client.on('error', () => {}); // the session installs its own; never let an early reset crash us
     try {
-      this.startPostgresSession(client);
+      if (protocol === 'ssh') this.startSshSession(client);
+      else this.startPostgresSession(client);
     } catch (e) {
       // whatever went wrong concerns this connection only: drop it, keep serving
       this.log.error({ err: e }, 'could not start a session');
@@ -119,8 +131,62 @@ export class Daemon {
     }
   }
 
-  private startPostgresSession(client: Socket): void {
+  /** Admission, with the target's protocol checked against the proxy port the flow came in on. */
+  private admitFor(client: Socket, protocol: TargetDef['protocol']): Admission {
     const a = admit(this.takeFlow(client), this.admission);
+    if (a.target && a.target.protocol !== protocol && !a.refusal) {
+      return { ...a, policies: [], refusal: { code: '08004', message: `interlock: target ${a.target.name} speaks ${a.target.protocol}, not ${protocol}` } };
+    }
+    return a;
+  }
+
+  private startSshSession(client: Socket): void {
+    const a = this.admitFor(client, 'ssh');
+    const id = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+    const audit = this.audit.with(whoFields(id, a));
+    const summary: SessionSummary = {
+      id, protocol: 'ssh', workload: a.identity?.workload, target: a.target?.name, pid: a.origin?.pid,
+      comm: a.origin?.comm, since: new Date().toISOString(), queries: 0,
+    };
+    const target = a.target?.protocol === 'ssh' ? a.target : undefined;
+    const session = new SshSession({
+      socket: client,
+      hostKey: this.hostKey,
+      target,
+      refusal: a.refusal?.message,
+      judge: a.refusal ? undefined : this.sshJudgeFor(a.policies),
+      loginTimeoutMs: this.config.proxy.loginTimeoutMs,
+      hooks: {
+        audit: (event, fields) => {
+          if (event === 'command') summary.queries++;
+          audit.event(event, fields);
+        },
+        startRecording: (login) => this.beginRecording(id, 'ssh', a, login),
+        closed: () => this.sessions.delete(id),
+      },
+    });
+    this.sessions.set(id, { summary, session });
+  }
+
+  private sshJudgeFor(policies: PolicyDef[]): SshRuleSet {
+    const key = policies.map((p) => p.name).join('\n');
+    let j = this.sshJudges.get(key);
+    if (!j) this.sshJudges.set(key, (j = new SshRuleSet(policies)));
+    return j;
+  }
+
+  private beginRecording(id: string, protocol: 'postgres' | 'ssh', a: Admission, login: Record<string, unknown>) {
+    if (!this.recordings) return NOT_RECORDED;
+    const o = a.origin;
+    return this.recordings.begin({
+      session: id, protocol, workload: a.identity?.workload, groups: a.identity?.groups, target: a.target?.name,
+      pid: o?.pid, uid: o?.uid, comm: o?.comm, ...processDetails(o?.pid), cgroup: a.identity?.cgroup,
+      dst: o ? formatEndpoint(o.dstIp, o.dstPort) : undefined, login,
+    });
+  }
+
+  private startPostgresSession(client: Socket): void {
+    const a = this.admitFor(client, 'postgres');
     const id = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
     const audit = this.audit.with(whoFields(id, a));
     const summary: SessionSummary = {
@@ -129,7 +195,7 @@ export class Daemon {
     };
     const session: PostgresSession = new PostgresSession({
       client,
-      target: a.target,
+      target: a.target?.protocol === 'postgres' ? a.target : undefined,
       refusal: a.refusal,
       ...(a.refusal ? {} : this.enforcementFor(a.policies)),
       loginTimeoutMs: this.config.proxy.loginTimeoutMs,
@@ -142,15 +208,7 @@ export class Daemon {
           summary.queries++;
           audit.serialized(event, members);
         },
-        startRecording: (login) => {
-          if (!this.recordings) return NOT_RECORDED;
-          const o = a.origin;
-          return this.recordings.begin({
-            session: id, protocol: 'postgres', workload: a.identity?.workload, groups: a.identity?.groups, target: a.target?.name,
-            pid: o?.pid, uid: o?.uid, comm: o?.comm, ...processDetails(o?.pid), cgroup: a.identity?.cgroup,
-            dst: o ? formatEndpoint(o.dstIp, o.dstPort) : undefined, login,
-          });
-        },
+        startRecording: (login) => this.beginRecording(id, 'postgres', a, login),
         cancel: (pid, secret) => this.onCancel(pid, secret, a),
         registerCancelKey: (upstreamPid, upstreamSecret) =>
           this.cancelKeys.issue({ sessionId: id, workload: a.identity!.workload, target: a.target!, upstreamPid, upstreamSecret }),

@@ -77,7 +77,8 @@ export class RuleSet {
   private readonly readsText: boolean;
 
   constructor(policies: PolicyDef[]) {
-    this.rules = policies.flatMap((p) => p.rules.map((def, i) => compile(`${p.name}#${i + 1}`, def)));
+    // SSH rules (commands, channels, paths) belong to the SSH engine: read here, their missing SQL filters would match every statement
+    this.rules = policies.flatMap((p) => p.rules.flatMap((def, i) => (isSshRule(def) ? [] : [compile(`${p.name}#${i + 1}`, def)])));
     this.readsText = this.rules.some((r) => r.pattern !== undefined);
   }
 
@@ -131,6 +132,12 @@ export class RuleSet {
       statements[0] ?? { action: 'allow', message: 'empty query' };
     return { decision, statements };
   }
+}
+
+/** A rule with an SSH filter; the config refuses rules that mix them with SQL filters. */
+export function isSshRule(def: RuleDef): boolean {
+  const m = def.match;
+  return m.commands !== undefined || m.channels !== undefined || m.paths !== undefined;
 }
 
 function compile(id: string, def: RuleDef): CompiledRule {

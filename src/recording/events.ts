@@ -92,6 +92,34 @@ export interface ResizeEvent {
   ch?: number;
 }
 
+/** A file operation (SSH sftp/scp): what was touched, whether it was allowed, and transfer sizes. */
+export interface FileEvent {
+  k: 'file';
+  t: number;
+  ch?: number;
+  op: string;
+  path: string;
+  path2?: string;
+  access: 'read' | 'write';
+  allowed: boolean;
+  message?: string;
+  direction?: 'upload' | 'download';
+  bytes?: number;
+}
+
+/** A channel opened or closed (SSH), with what it was for and how it ended. */
+export interface ChannelEvent {
+  k: 'channel';
+  t: number;
+  ch: number;
+  /** open: exec | shell | sftp | port-forward …; close: how it ended */
+  state: 'open' | 'close';
+  kind?: string;
+  command?: string;
+  exitCode?: number;
+  exitSignal?: string;
+}
+
 /** The session reached its size cap: data after this point was not recorded; the session went on. */
 export interface TruncatedEvent {
   k: 'truncated';
@@ -119,6 +147,8 @@ export type RecordedEvent =
   | MaskedEvent
   | ApprovalEvent
   | ResizeEvent
+  | FileEvent
+  | ChannelEvent
   | TruncatedEvent
   | EndEvent;
 

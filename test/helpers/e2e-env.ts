@@ -22,6 +22,8 @@ export interface E2EOptions {
   extra?: string;
   /** more fields of the recording section (dir and key are the test's own), each line indented by 2 */
   recording?: string;
+  /** more targets: YAML list items indented by 2 */
+  targets?: string;
   /** more workloads / policies: YAML list items indented by 2 */
   workloads?: string;
   policies?: string;
@@ -64,7 +66,7 @@ export class E2EEnv {
 agents:
   cgroup: ${this.agents}
 proxy:
-  ports: { postgres: ${this.opts.proxyPort} }
+  ports: { postgres: ${this.opts.proxyPort}, ssh: ${this.opts.proxyPort + 1000} }
   loginTimeout: 2s
 bpf:
   pinDir: ${this.pinDir}
@@ -89,6 +91,7 @@ targets:
     protocol: postgres
     address: 127.0.0.5:5432
     upstream: { user: app, database: orders }
+${this.opts.targets ?? ''}
 policies:
   - name: analysts
     subjects: { groups: [analysts] }
@@ -99,6 +102,8 @@ ${this.opts.masking ? `    masking:\n${this.opts.masking}` : ''}
 ${this.opts.policies ?? ''}
 audit:
   file: ${this.auditFile}
+ssh:
+  hostKey: ${this.root}/etc/ssh_host_ed25519_key
 recording:
   dir: ${this.recordingsDir}
   key: { file: ${this.recordingKey} }

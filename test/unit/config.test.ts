@@ -61,8 +61,8 @@ describe('parseConfig: happy path', () => {
     const c = parseConfig(BASE, 'interlock.yaml');
     expect(c.source).toBe(resolve('interlock.yaml'));
     expect(c.agents).toEqual({ cgroup: '/agents.slice' });
-    expect(c.proxy).toEqual({ ports: { postgres: 15432 }, loginTimeoutMs: 30_000 });
-    expect(c.intercept).toEqual({ ports: { postgres: [5432] } });
+    expect(c.proxy).toEqual({ ports: { postgres: 15432, ssh: 15422 }, loginTimeoutMs: 30_000 });
+    expect(c.intercept).toEqual({ ports: { postgres: [5432], ssh: [22] } });
     expect(c.bpf).toEqual({ pinDir: '/sys/fs/bpf/interlock' });
     expect(c.control).toEqual({ socket: '/run/interlock/control.sock' });
     expect(c.workloads).toEqual([
@@ -130,7 +130,7 @@ policies:
 `,
       '/etc/interlock.yaml',
     );
-    expect(c.proxy).toEqual({ ports: { postgres: 16000 }, loginTimeoutMs: 120_000 });
+    expect(c.proxy).toEqual({ ports: { postgres: 16000, ssh: 15422 }, loginTimeoutMs: 120_000 });
     expect(c.intercept.ports.postgres).toEqual([5432, 6432]);
     expect(c.bpf.pinDir).toBe('/sys/fs/bpf/x');
     expect(c.control.socket).toBe('/tmp/c.sock');
@@ -174,7 +174,7 @@ describe('parseConfig: errors name file, line and field', () => {
 
   it('unknown key inside rules[].match', () => {
     expectError(edit('match: { statements', 'match: { tables: [x], statements'), 20, 'policies[0].rules[0].match.tables',
-      /unknown field \(expected one of: statements, relations, access, functions, pattern\)/);
+      /unknown field \(expected one of: statements, relations, access, functions, pattern, commands, channels, paths\)/);
   });
 
   it('wrong type says what was expected and found', () => {
@@ -209,7 +209,7 @@ describe('parseConfig: errors name file, line and field', () => {
     expectError(edit('cgroup: /agents.slice\n', 'cgroup: agents.slice\n'), 2, 'agents.cgroup', /must start with \//);
     expectError(edit('cgroup: /agents.slice\n', 'cgroup: /agents.slice/../x\n'), 2, 'agents.cgroup', /'\.\.'/);
     expectError(edit('protocol: postgres', 'protocol: mysql'), 9, 'targets[0].protocol',
-      /unknown protocol "mysql" \(valid: postgres\)/);
+      /unknown protocol "mysql" \(valid: postgres, ssh\)/);
     expectError(edit('- name: report-bot', '- name: unknown'), 4, 'workloads[0].name', /reserved/);
     expectError(edit('- name: report-bot', '- name: "report bot"'), 4, 'workloads[0].name', /not a valid name/);
     expectError(edit('match: { cgroup: /agents.slice/report-bot.service }', 'match: {}'), 5, 'workloads[0].match',
@@ -343,5 +343,53 @@ describe('parseHostPort', () => {
     expect(() => parseHostPort('127.0.0.3:54x')).toThrow(/port "54x"/);
     expect(() => parseHostPort(':5432')).toThrow(/missing host/);
     expect(() => parseHostPort('bad_host!:5432', 'x', { hostnames: true })).toThrow(/not a valid hostname/);
+  });
+});
+
+describe('parseConfig: SSH targets, SSH rules, recording', () => {
+  const SSH = `agents: { cgroup: /agents.slice }
+targets:
+  - name: build-host
+    protocol: ssh
+    address: 127.0.0.4:22
+    upstream:
+      user: deploy
+      privateKey: { file: /etc/interlock/secrets/build-host.key }
+      knownHosts: { file: /etc/interlock/build-host.known_hosts }
+policies:
+  - name: ci-ssh
+    subjects: { groups: [ci] }
+    targets: [build-host]
+    rules:
+      - { action: allow, match: { commands: ["echo *", "uname *"] } }
+      - { action: allow, match: { channels: [sftp], paths: ["/srv/**"], access: read } }
+recording:
+  flush: { ms: 50, bytes: 64KiB }
+  maxSessionBytes: 2GiB
+  retention: { days: 7, totalBytes: 10 GB }
+  onBackpressure: end
+`;
+  it('reads the issue\'s SSH target and rules, with defaults', () => {
+    const c = parseConfig(SSH, 'interlock.yaml');
+    const t = c.targets[0]!;
+    expect(t.protocol).toBe('ssh');
+    if (t.protocol !== 'ssh') return;
+    expect(t.upstream).toMatchObject({ host: '127.0.0.4', port: 22, user: 'deploy', agentUsers: ['deploy'], env: ['LANG', 'LC_*'], knownHosts: { file: '/etc/interlock/build-host.known_hosts' } });
+    expect(c.policies[0]!.rules[1]!.match).toMatchObject({ channels: ['sftp'], paths: ['/srv/**'], access: 'read' });
+    expect(c.ssh.hostKey).toBe('/etc/interlock/ssh_host_ed25519_key');
+    expect(c.recording).toMatchObject({ enabled: true, flushMs: 50, flushBytes: 65536, maxSessionBytes: 2 ** 31, retention: { days: 7, totalBytes: 1e10 }, onBackpressure: 'end' });
+  });
+  it('refuses an SSH target without a credential or a host key pin', () => {
+    expectError(SSH.replace('      privateKey: { file: /etc/interlock/secrets/build-host.key }\n', ''), 6, 'targets[0].upstream', /needs privateKey or password/);
+    expectError(SSH.replace('      knownHosts: { file: /etc/interlock/build-host.known_hosts }\n', ''), 6, 'targets[0].upstream.knownHosts', /missing required field/);
+  });
+  it('refuses a rule that mixes SSH and SQL filters, which would match everything in one engine', () => {
+    expectError(SSH.replace('match: { commands: ["echo *", "uname *"] }', 'match: { statements: [select], commands: ["echo *"] }'), 15,
+      'policies[0].rules[0].match.commands', /cannot share a rule with the PostgreSQL filter "statements"/);
+  });
+  it('refuses access without relations or paths, an unknown channel and a bad size', () => {
+    expectError(SSH.replace('match: { commands: ["echo *", "uname *"] }', 'match: { commands: ["echo *"], access: read }'), 15, 'policies[0].rules[0].match.access', /only applies with relations or paths/);
+    expectError(SSH.replace('channels: [sftp]', 'channels: [telnet]'), 16, 'policies[0].rules[1].match.channels[0]', /unknown channel "telnet"/);
+    expectError(SSH.replace('maxSessionBytes: 2GiB', 'maxSessionBytes: lots'), 19, 'recording.maxSessionBytes', /a size like 65536, 64KiB or 1GiB/);
   });
 });

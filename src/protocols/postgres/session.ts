@@ -10,7 +10,7 @@
  * Any failure ends this session with an ErrorResponse and never throws out of it.
  */
 import { Socket, connect } from 'node:net';
-import type { TargetDef } from '../../config/types.js';
+import type { PostgresTargetDef } from '../../config/types.js';
 import { readSecret } from '../../config/targets.js';
 import { AuthError, UpstreamAuthenticator } from './auth.js';
 import { authenticationOk, backendKeyData, errorResponse, negotiateProtocolVersion, readCString, readErrorFields } from './backend.js';
@@ -67,7 +67,7 @@ export interface SessionHooks {
 export interface PostgresSessionOptions {
   client: Socket;
   /** undefined: refuse every startup with `refusal` */
-  target?: TargetDef;
+  target?: PostgresTargetDef;
   refusal?: { code: string; message: string };
   /** decides every statement; required for a session that is not refused */
   judge?: StatementJudge;
