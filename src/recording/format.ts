@@ -5,7 +5,10 @@
  *   chunk  = u32be bodyLength, body, hmac[32]
  *   body   = msgpack { s: session id, n: chunk number from 0, p: SHA-256 of the previous
  *            body (32 zero bytes for the first), e: events[], z?: true on the sealing chunk }
- *   hmac   = HMAC-SHA256(node recording key, body)
+ *   hmac   = HMAC-SHA256(node recording key, SHA-256(body))
+ *
+ * The HMAC signs the body's digest, which is also the chain link: one pass of SHA-256
+ * over the data instead of two (the recorder runs on the data path's thread).
  *
  * Changing any byte breaks that chunk's HMAC; removing, reordering or moving a chunk to
  * another recording breaks `n`, `p` or `s`. A recording without a sealing chunk ended
@@ -43,8 +46,9 @@ export function encodeChunk(body: ChunkBody, key: Buffer): EncodedChunk {
   const bytes = Buffer.allocUnsafe(4 + packed.length + HASH_BYTES);
   bytes.writeUInt32BE(packed.length, 0);
   packed.copy(bytes, 4);
-  createHmac('sha256', key).update(packed).digest().copy(bytes, 4 + packed.length);
-  return { bytes, hash: createHash('sha256').update(packed).digest() };
+  const hash = createHash('sha256').update(packed).digest();
+  createHmac('sha256', key).update(hash).digest().copy(bytes, 4 + packed.length);
+  return { bytes, hash };
 }
 
 export interface DecodedFile {
@@ -81,7 +85,8 @@ export function decodeFile(file: Buffer, key: Buffer, sessionId: string): Decode
     if (file.length - at < 4 + len + HASH_BYTES) return bad(`truncated (${file.length - at} of ${4 + len + HASH_BYTES} bytes)`);
     const packed = file.subarray(at + 4, at + 4 + len);
     const mac = file.subarray(at + 4 + len, at + 4 + len + HASH_BYTES);
-    if (!timingSafeEqual(mac, createHmac('sha256', key).update(packed).digest())) {
+    const digest = createHash('sha256').update(packed).digest();
+    if (!timingSafeEqual(mac, createHmac('sha256', key).update(digest).digest())) {
       return bad('HMAC does not match (altered, or signed with another key)');
     }
     let body: ChunkBody;
@@ -95,7 +100,7 @@ export function decodeFile(file: Buffer, key: Buffer, sessionId: string): Decode
     if (!(body.p instanceof Uint8Array) || !Buffer.from(body.p).equals(prev)) return bad('does not chain to the chunk before it');
     if (!Array.isArray(body.e)) return bad('no event list');
     for (const e of body.e) out.events.push(e);
-    prev = createHash('sha256').update(packed).digest();
+    prev = digest;
     out.chunks = n + 1;
     out.head = { hash: prev, next: n + 1 };
     out.sealed = body.z === true;

@@ -126,6 +126,26 @@ describe.skipIf(!enabled)('SSH through the redirect', () => {
     rmSync(victim, { recursive: true, force: true });
   });
 
+  it('keeps a multiplexed connection usable after a refusal, and passes EOF', async () => {
+    // one OpenSSH master connection, several sessions over it: a refusal ends only its channel
+    const control = join(work, `cm-${Date.now()}`);
+    const mux = ['-o', 'ControlMaster=auto', '-o', `ControlPath=${control}`, '-o', 'ControlPersist=10'];
+    mkdirSync(work, { recursive: true });
+    chmodSync(work, 0o777);
+    const first = await ssh([...mux, `${SSH_USER}@${HOST}`, 'rm -rf /tmp/anything']);
+    expect(first.code).toBe(126);
+    const second = await ssh([...mux, `${SSH_USER}@${HOST}`, 'echo still-usable']);
+    expect(second.stdout).toBe('still-usable\n');
+    await ssh([...mux, '-O', 'exit', `${SSH_USER}@${HOST}`]);
+    const starts = readAudit(env.auditFile).filter((l) => l.event === 'command' && (l.command === 'rm -rf /tmp/anything' || l.command === 'echo still-usable'));
+    expect(new Set(starts.map((l) => l.session)).size).toBe(1); // both on one SSH connection
+
+    const eof = await runAgent(env.cg('ci-bot.service'), 'sh', ['-c',
+      `printf 'line one\\nline two\\n' | ssh -F /dev/null -o UserKnownHostsFile=${agentKnownHosts} -o BatchMode=yes ${SSH_USER}@${HOST} cat`]);
+    expect(eof.stdout).toBe('line one\nline two\n'); // cat ends only when EOF reaches it
+    expect(eof.code).toBe(0);
+  });
+
   it('refuses a user name the target does not offer, and an unintercepted port is not a way around', async () => {
     const r = await ssh([`root@${HOST}`, 'echo hi']);
     expect(r.code).toBe(255);
@@ -150,6 +170,11 @@ describe.skipIf(!enabled)('SSH through the redirect', () => {
     expect(rfwd.stderr).toMatch(/remote port forwarding failed/);
     await waitForAudit(env.auditFile, (l) => l.event === 'command' && l.via === 'port-forward' && l.decision === 'deny');
     await waitForAudit(env.auditFile, (l) => l.event === 'command' && l.via === 'remote-forward' && l.decision === 'deny');
+    // the client asks for agent forwarding only when it has an agent to forward
+    const agentFwd = await runAgent(env.cg('ci-bot.service'), 'sh', ['-c',
+      `eval "$(ssh-agent -s)" >/dev/null; ssh -A -F /dev/null -o UserKnownHostsFile=${agentKnownHosts} -o BatchMode=yes ${SSH_USER}@${HOST} echo agent-forward-asked; ssh-agent -k >/dev/null`]);
+    expect(agentFwd.stdout).toBe('agent-forward-asked\n'); // the command runs, without the forwarding
+    await waitForAudit(env.auditFile, (l) => l.event === 'command' && l.via === 'agent-forward' && l.decision === 'deny');
   });
 
   it('passes only allowed environment variables', async () => {

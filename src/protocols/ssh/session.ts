@@ -61,6 +61,14 @@ interface ChannelState {
   upstream?: ClientChannel;
 }
 
+/**
+ * AES-GCM runs in OpenSSL (node:crypto) on both legs. OpenSSH clients pick the first of
+ * their own list the server offers, and would pick chacha20-poly1305 (or AES-CTR with a
+ * separate MAC) if offered: offering only GCM toward agents keeps bulk transfers fast.
+ */
+const AGENT_CIPHERS: ssh2.CipherAlgorithm[] = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com'];
+const UPSTREAM_CIPHERS: ssh2.CipherAlgorithm[] = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes256-ctr'];
+
 export class SshSession {
   private client?: Connection;
   private upstream?: ssh2.Client;
@@ -81,7 +89,7 @@ export class SshSession {
   constructor(private readonly opts: SshSessionOptions) {
     this.envAllowed = (opts.target?.upstream.env ?? []).map((g) => globToRegExp(g, ''));
     const banner = opts.refusal ? `interlock: ${opts.refusal}\n` : undefined;
-    const server = new ssh2.Server({ hostKeys: [opts.hostKey.privateKey], ident: 'interlock', banner }, (client) => this.onClient(client));
+    const server = new ssh2.Server({ hostKeys: [opts.hostKey.privateKey], ident: 'interlock', banner, algorithms: { cipher: AGENT_CIPHERS } }, (client) => this.onClient(client));
     server.on('error', () => {}); // per-connection errors arrive on the client object
     opts.socket.setNoDelay(true);
     opts.socket.setTimeout(opts.loginTimeoutMs ?? 30_000, () => {
@@ -164,7 +172,7 @@ export class SshSession {
         if (this.started) this.close('upstream closed');
       });
       conn.connect({
-        host: up.host, port: up.port, username: up.user, privateKey, password,
+        host: up.host, port: up.port, username: up.user, privateKey, password, algorithms: { cipher: UPSTREAM_CIPHERS },
         readyTimeout: this.opts.connectTimeoutMs ?? 10_000,
         hostVerifier: (key: Buffer) => {
           const check = checkHostKey(pins, up.host, up.port, key);
@@ -292,14 +300,16 @@ export class SshSession {
     const toUpstream = (d: Buffer) => {
       if (!up.write(d)) agent.pause();
     };
+    // sftp is recorded as file events (names, sizes, direction), not as file contents
+    const record = !sftp;
     const toAgent = (d: Buffer, stderr = false) => {
       this.bytesOut += d.length;
-      this.rec.output(d);
+      if (record) this.rec.output(d);
       if (!(stderr ? agent.stderr.write(d) : agent.write(d))) up.pause();
     };
     agent.on('data', (d: Buffer) => this.guardChannel(agent, () => {
       this.bytesIn += d.length;
-      this.rec.input(d);
+      if (record) this.rec.input(d);
       if (!sftp) return toUpstream(d);
       const { toServer, toClient } = sftp.fromClient(d);
       for (const b of toServer) toUpstream(b);
