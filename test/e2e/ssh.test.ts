@@ -246,6 +246,16 @@ describe.skipIf(!enabled)('SSH through the redirect', () => {
     expect(up.bytes).toBe(22);
     const down = readAudit(env.auditFile).find((l) => l.event === 'file' && l.direction === 'download' && l.path === '/tmp/il-sftp/pub/report.txt');
     expect(down?.bytes).toBe(18);
+    // OpenSSH's scp speaks sftp, and the legacy protocol (-O) runs `scp -t` / `scp -f` as an exec: both obey the path rules
+    const scp = await runAgent(env.cg('ci-bot.service'), 'sh', ['-c', [
+      `scp -F /dev/null -o UserKnownHostsFile=${agentKnownHosts} -o BatchMode=yes ${local}/upload.txt ${SSH_USER}@${HOST}:/tmp/il-sftp/in/via-scp.txt`,
+      `scp -O -F /dev/null -o UserKnownHostsFile=${agentKnownHosts} -o BatchMode=yes ${SSH_USER}@${HOST}:/tmp/il-sftp/pub/report.txt ${local}/legacy.txt`,
+      `scp -O -F /dev/null -o UserKnownHostsFile=${agentKnownHosts} -o BatchMode=yes ${local}/upload.txt ${SSH_USER}@${HOST}:/tmp/il-sftp/secret/legacy-up.txt; echo "legacy upload exit $?"`,
+    ].join(' && ')]);
+    expect(readFileSync('/tmp/il-sftp/in/via-scp.txt', 'utf8')).toBe('uploaded by the agent\n');
+    expect(readFileSync(join(local, 'legacy.txt'), 'utf8')).toBe('quarterly numbers\n');
+    expect(scp.stdout).toMatch(/legacy upload exit [1-9]/);
+    expect(existsSync('/tmp/il-sftp/secret/legacy-up.txt')).toBe(false);
     rmSync(local, { recursive: true, force: true });
     rmSync('/tmp/il-sftp', { recursive: true, force: true });
   });
@@ -268,5 +278,8 @@ describe.skipIf(!enabled)('SSH through the redirect', () => {
     const [header, ...events] = cast.stdout.trim().split('\n').map((l) => JSON.parse(l));
     expect(header.version).toBe(2);
     expect(events.some((e: [number, string, string]) => e[1] === 'o' && e[2].includes('shell-42'))).toBe(true);
+    const replay = cli(['replay', String(start.session), '--instant', '--config', env.configFile]);
+    expect(replay.code, replay.stderr).toBe(0);
+    expect(replay.stdout).toContain('shell-42');
   });
 });
