@@ -67,7 +67,7 @@ su postgres -s /bin/sh -c "$PGBOUNCER -d $B/pgbouncer.ini"
 printf '%s' "$PASS" >"$B/secret"; chmod 600 "$B/secret"
 cat >"$B/interlock.yaml" <<YAML
 agents: { cgroup: /interlock-bench.slice }
-proxy: { ports: { postgres: 15434 } }
+proxy: { ports: { postgres: 15434, ssh: 15435, kubernetes: 15436 } }
 bpf: { pinDir: /sys/fs/bpf/interlock-bench }
 control: { socket: $B/control.sock }
 workloads: [ { name: bench, match: { cgroup: /interlock-bench.slice/pgbench.service }, groups: [bench] } ]
@@ -86,6 +86,8 @@ policies:
       - { detectors: [email, credit_card], strategy: partial }
 audit: { file: $B/audit.jsonl }
 recording: { dir: $B/recordings, key: { file: $B/recording.key } }
+ssh: { hostKey: $B/ssh_host_key }
+tls: { caCert: $B/node-ca.crt, caKey: $B/node-ca.key }
 YAML
 if [[ ${BENCH_RECORDING:-on} == off ]]; then sed -i 's/^recording: {/recording: { enabled: false,/' "$B/interlock.yaml"; fi
 if [[ ${BENCH_ENFORCEMENT:-on} == off ]]; then # the same relay with no masking rules: how much masking's framing costs

@@ -51,10 +51,11 @@ head -c $((MIB * 1024 * 1024)) /dev/urandom >"$B/blob"; chmod 644 "$B/blob"
 
 cat >"$B/interlock.yaml" <<YAML
 agents: { cgroup: /interlock-bench-ssh.slice }
-proxy: { ports: { postgres: 15444, ssh: 15445 } }
+proxy: { ports: { postgres: 15444, ssh: 15445, kubernetes: 15446 } }
 bpf: { pinDir: /sys/fs/bpf/interlock-bench-ssh }
 control: { socket: $B/control.sock }
 ssh: { hostKey: $B/node_host_key }
+tls: { caCert: $B/node-ca.crt, caKey: $B/node-ca.key }
 workloads: [ { name: bench, match: { cgroup: /interlock-bench-ssh.slice/bench.service }, groups: [bench] } ]
 targets:
   - name: build-host

@@ -82,6 +82,8 @@ audit:
 recording:
   dir: $DEMO/recordings
   key: { file: $DEMO/etc/recording.key }
+ssh: { hostKey: $DEMO/etc/ssh_host_ed25519_key }
+tls: { caCert: $DEMO/etc/node-ca.crt, caKey: $DEMO/etc/node-ca.key }
 YAML
 
 echo "== interlock run --config $DEMO/interlock.yaml =="

@@ -7,6 +7,7 @@ import { detachCommand } from './detach.js';
 import { doctorCommand } from './doctor.js';
 import { statusCommand } from './status.js';
 import { sshKnownHostsCommand } from './ssh-known-hosts.js';
+import { kubeconfigCommand } from './kubeconfig.js';
 import { UsageError } from './usage-error.js';
 
 export const DEFAULT_CONFIG = '/etc/interlock/interlock.yaml';
@@ -18,6 +19,7 @@ const USAGE = `usage: interlock <command> [options] [--config FILE]
   detach    remove the redirect: agents' connections go direct again
   doctor    check kernel, BPF, BTF, cgroup2, bpffs and privileges
   ssh-known-hosts   the known_hosts lines agents need to trust the node for SSH targets
+  kubeconfig --target NAME   a credential-free kubeconfig for agents that trusts the node CA
 
   sessions list [--workload W] [--target T] [--since 24h]   recorded sessions
   sessions show ID                                         one session: who, what, decisions
@@ -52,6 +54,7 @@ const commands: Record<string, Command> = {
   detach: configOnly(detachCommand),
   doctor: configOnly(doctorCommand),
   'ssh-known-hosts': configOnly(sshKnownHostsCommand),
+  kubeconfig: { options: { target: { type: 'string' } }, run: kubeconfigCommand },
   sessions: { options: { workload: { type: 'string' }, target: { type: 'string' }, since: { type: 'string' } }, run: recordings('sessionsCommand') },
   replay: { options: { speed: { type: 'string' }, instant: { type: 'boolean' } }, run: recordings('replayCommand') },
   verify: { options: { all: { type: 'boolean' } }, run: recordings('verifyCommand') },

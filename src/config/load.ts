@@ -19,15 +19,18 @@ import type {
   PostgresUpstream,
   RuleDef,
   SshUpstream,
+  KubernetesUpstream,
   SecretRef,
   TargetDef,
   WorkloadDef,
 } from './types.js';
 
-export const PROTOCOLS = ['postgres', 'ssh'] as const;
+export const PROTOCOLS = ['postgres', 'ssh', 'kubernetes'] as const;
+export const KUBE_VERBS = ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete', 'deletecollection'] as const;
 export const SSH_CHANNELS = ['shell', 'exec', 'sftp', 'port-forward', 'remote-forward', 'agent-forward', 'x11'] as const;
 const POSTGRES_MATCH_KEYS = ['statements', 'relations', 'functions'] as const;
 const SSH_MATCH_KEYS = ['commands', 'channels', 'paths'] as const;
+const KUBE_MATCH_KEYS = ['verbs', 'apiGroups', 'resources', 'namespaces', 'names'] as const;
 export const RULE_ACTIONS = ['allow', 'deny', 'approve'] as const;
 export const STATEMENT_KINDS = [
   'select', 'insert', 'update', 'delete', 'merge', 'copy_to', 'copy_from', 'create', 'alter', 'drop',
@@ -139,21 +142,28 @@ export function parseHostPort(s: string, field = 'address', opts: { hostnames?: 
 // ---------------------------------------------------------------------------
 // The config tree
 
-const TOP_KEYS = ['agents', 'proxy', 'intercept', 'bpf', 'control', 'workloads', 'targets', 'policies', 'audit', 'recording', 'ssh'];
+const TOP_KEYS = ['agents', 'proxy', 'intercept', 'bpf', 'control', 'workloads', 'targets', 'policies', 'audit', 'recording', 'ssh', 'tls'];
 
 function buildConfig(raw: unknown, source: string): InterlockConfig {
   const top = fields(raw ?? {}, '', TOP_KEYS, 'a mapping at the top level');
   // checked in the usual document order, so the first error reported is the first one a reader meets
   const agents = { cgroup: top.sub('agents', ['cgroup']).req('cgroup', cgroupPath) };
   const proxyFields = top.sub('proxy', ['ports', 'loginTimeout']);
-  const proxyPorts = proxyFields.sub('ports', ['postgres', 'ssh']);
+  const proxyPorts = proxyFields.sub('ports', ['postgres', 'ssh', 'kubernetes']);
   const proxy = {
-    ports: { postgres: proxyPorts.opt('postgres', port, 15432), ssh: proxyPorts.opt('ssh', port, 15422) },
+    ports: { postgres: proxyPorts.opt('postgres', port, 15432), ssh: proxyPorts.opt('ssh', port, 15422), kubernetes: proxyPorts.opt('kubernetes', port, 15443) },
     loginTimeoutMs: durationMs(proxyFields.opt('loginTimeout', duration, '30s')),
   };
   if (proxy.ports.ssh === proxy.ports.postgres) fail(proxyPorts.path('ssh'), `same port as proxy.ports.postgres (${proxy.ports.postgres})`);
-  const interceptPorts = top.sub('intercept', ['ports']).sub('ports', ['postgres', 'ssh']);
-  const intercept = { ports: { postgres: interceptPorts.opt('postgres', list(port), [5432]), ssh: interceptPorts.opt('ssh', list(port), [22]) } };
+  if (proxy.ports.kubernetes === proxy.ports.postgres || proxy.ports.kubernetes === proxy.ports.ssh) fail(proxyPorts.path('kubernetes'), 'same port as another protocol\'s');
+  const interceptPorts = top.sub('intercept', ['ports']).sub('ports', ['postgres', 'ssh', 'kubernetes']);
+  const intercept = {
+    ports: {
+      postgres: interceptPorts.opt('postgres', list(port), [5432]),
+      ssh: interceptPorts.opt('ssh', list(port), [22]),
+      kubernetes: interceptPorts.opt('kubernetes', list(port), [6443]),
+    },
+  };
   const bpf = { pinDir: top.sub('bpf', ['pinDir']).opt('pinDir', absPath, '/sys/fs/bpf/interlock') };
   const control = { socket: top.sub('control', ['socket']).opt('socket', absPath, '/run/interlock/control.sock') };
 
@@ -175,8 +185,10 @@ function buildConfig(raw: unknown, source: string): InterlockConfig {
   const recording = recordingConfig(top.sub('recording', ['enabled', 'dir', 'key', 'flush', 'maxSessionBytes', 'bufferBytes', 'retention', 'onBackpressure']));
 
   const ssh = { hostKey: top.sub('ssh', ['hostKey']).opt('hostKey', absPath, '/etc/interlock/ssh_host_ed25519_key') };
+  const tlsFields = top.sub('tls', ['caCert', 'caKey']);
+  const tls = { caCert: tlsFields.opt('caCert', absPath, '/etc/interlock/node-ca.crt'), caKey: tlsFields.opt('caKey', absPath, '/etc/interlock/node-ca.key') };
 
-  return { source, agents, proxy, intercept, bpf, control, workloads, targets, policies, audit, recording, ssh };
+  return { source, agents, proxy, intercept, bpf, control, workloads, targets, policies, audit, recording, ssh, tls };
 }
 
 function recordingConfig(r: Fields): RecordingConfig {
@@ -211,10 +223,15 @@ function workload(v: unknown, f: string): WorkloadDef {
 }
 
 function target(v: unknown, f: string): TargetDef {
-  const m = fields(v, f, ['name', 'protocol', 'address', 'upstream']);
+  const m = fields(v, f, ['name', 'protocol', 'address', 'upstream', 'serverName']);
   const name = m.req('name', objectName);
   const protocol = m.req('protocol', oneOf(PROTOCOLS, 'protocol'));
   const address = m.req('address', (v, f) => parseHostPort(str(v, f, 'a string like 127.0.0.3:5432'), f));
+  if (m.has('serverName') && protocol !== 'kubernetes') fail(m.path('serverName'), 'only applies to kubernetes targets');
+  if (protocol === 'kubernetes') {
+    const serverNames = m.opt('serverName', (v, f) => (Array.isArray(v) ? list(str)(v, f) : [str(v, f)]), [] as string[]);
+    return { name, protocol, address, serverNames, upstream: m.req('upstream', kubeUpstream(address)) };
+  }
   if (protocol === 'ssh') return { name, protocol, address, upstream: m.req('upstream', sshUpstream(address)) };
   return { name, protocol, address, upstream: m.req('upstream', upstream(address)) };
 }
@@ -226,6 +243,21 @@ function upstreamHostPort(m: Fields, address: HostPort): HostPort {
   }
   // by default the proxy connects to the very address agents dialed
   return { host: m.opt('host', host, address.host), port: m.opt('port', port, address.port) };
+}
+
+function kubeUpstream(address: HostPort) {
+  return (v: unknown, f: string): KubernetesUpstream => {
+    const m = fields(v, f, ['address', 'host', 'port', 'token', 'clientCert', 'clientKey', 'ca', 'serverName']);
+    const hp = upstreamHostPort(m, address);
+    const token = m.opt('token', secretRef);
+    const fileRef = (v: unknown, f: string) => ({ file: fields(v, f, ['file'], 'a mapping like { file: /etc/interlock/x.pem }').req('file', absPath) });
+    const clientCert = m.opt('clientCert', fileRef);
+    const clientKey = m.opt('clientKey', secretRef);
+    if (!token && !clientCert) fail(f, 'needs token or clientCert/clientKey (the credential interlock presents)');
+    if (token && clientCert) fail(m.path('clientCert'), 'give either token or clientCert/clientKey, not both');
+    if (clientCert && !clientKey) fail(m.path('clientKey'), 'missing required field (clientCert needs its key)');
+    return { ...hp, token, clientCert, clientKey, ca: m.req('ca', fileRef), serverName: m.opt('serverName', str) };
+  };
 }
 
 function sshUpstream(address: HostPort) {
@@ -289,7 +321,7 @@ function policy(known: { workloads: Set<string>; targets: Set<string> }) {
 function rule(v: unknown, f: string): RuleDef {
   const m = fields(v, f, ['action', 'match', 'message', 'approvers', 'timeout']);
   const action = m.req('action', oneOf(RULE_ACTIONS, 'action'));
-  const mm = m.sub('match', ['statements', 'relations', 'access', 'functions', 'pattern', 'commands', 'channels', 'paths']);
+  const mm = m.sub('match', ['statements', 'relations', 'access', 'functions', 'pattern', 'commands', 'channels', 'paths', 'verbs', 'apiGroups', 'resources', 'namespaces', 'names']);
   const match: RuleDef['match'] = {
     statements: mm.opt('statements', list(oneOf(STATEMENT_KINDS, 'statement kind'))),
     relations: mm.opt('relations', list(str)),
@@ -299,11 +331,21 @@ function rule(v: unknown, f: string): RuleDef {
     commands: mm.opt('commands', list(str)),
     channels: mm.opt('channels', list(oneOf(SSH_CHANNELS, 'channel'))),
     paths: mm.opt('paths', list(str)),
+    verbs: mm.opt('verbs', list(oneOf(KUBE_VERBS, 'verb'))),
+    apiGroups: mm.opt('apiGroups', list((v, f) => (v === '' ? '' : str(v, f)))),
+    resources: mm.opt('resources', list(str)),
+    namespaces: mm.opt('namespaces', list((v, f) => (v === '' ? '' : str(v, f)))), // "": cluster scope
+    names: mm.opt('names', list(str)),
   };
   // a rule speaks one protocol: filters the other protocol's engine does not read would make it match everything there
   const pgKey = POSTGRES_MATCH_KEYS.find((k) => mm.has(k));
   const sshKey = SSH_MATCH_KEYS.find((k) => mm.has(k));
+  const kubeKey = KUBE_MATCH_KEYS.find((k) => mm.has(k));
   if (pgKey && sshKey) fail(mm.path(sshKey), `an SSH filter cannot share a rule with the PostgreSQL filter "${pgKey}"; write two rules`);
+  if (kubeKey && pgKey) fail(mm.path(kubeKey), `a Kubernetes filter cannot share a rule with the PostgreSQL filter "${pgKey}"; write two rules`);
+  // commands may go with Kubernetes filters: the command of a pods/exec request
+  const sshOnly = (['channels', 'paths'] as const).find((k) => mm.has(k));
+  if (kubeKey && sshOnly) fail(mm.path(sshOnly), `an SSH filter cannot share a rule with the Kubernetes filter "${kubeKey}"; write two rules`);
   if (mm.has('access') && !mm.has('relations') && !mm.has('paths')) fail(mm.path('access'), 'only applies with relations or paths');
   // catches approve-only settings left on a rule whose action was changed
   for (const k of ['approvers', 'timeout']) {

@@ -34,12 +34,33 @@ export interface SshUpstream extends HostPort {
   env: string[];
 }
 
+export interface KubernetesUpstream extends HostPort {
+  /** bearer token interlock presents (the agent's own is stripped) */
+  token?: SecretRef;
+  /** or a client certificate and key (PEM files) */
+  clientCert?: { file: string };
+  clientKey?: SecretRef;
+  /** the cluster CA the API server's certificate must chain to (PEM) */
+  ca: { file: string };
+  /** the name to verify the API server's certificate for (default: the upstream host) */
+  serverName?: string;
+}
+
 export type TargetDef =
   | { name: string; protocol: 'postgres'; /** what agents dial: an IP literal and port */ address: HostPort; upstream: PostgresUpstream }
-  | { name: string; protocol: 'ssh'; address: HostPort; upstream: SshUpstream };
+  | { name: string; protocol: 'ssh'; address: HostPort; upstream: SshUpstream }
+  | {
+      name: string;
+      protocol: 'kubernetes';
+      address: HostPort;
+      /** extra DNS names for the serving certificate agents see (the address is always in it) */
+      serverNames: string[];
+      upstream: KubernetesUpstream;
+    };
 
 export type PostgresTargetDef = Extract<TargetDef, { protocol: 'postgres' }>;
 export type SshTargetDef = Extract<TargetDef, { protocol: 'ssh' }>;
+export type KubernetesTargetDef = Extract<TargetDef, { protocol: 'kubernetes' }>;
 
 export type RuleAction = 'allow' | 'deny' | 'approve';
 
@@ -59,6 +80,16 @@ export interface RuleDef {
     channels?: string[];
     /** SSH: sftp/scp path globs (with access: read | write) */
     paths?: string[];
+    /** Kubernetes: request verbs (get, list, watch, create, update, patch, delete, deletecollection) */
+    verbs?: string[];
+    /** Kubernetes: API groups ("" is the core group; globs) */
+    apiGroups?: string[];
+    /** Kubernetes: resources, with subresources as "pods/exec" (globs) */
+    resources?: string[];
+    /** Kubernetes: namespaces (globs); a cluster-scoped request has none */
+    namespaces?: string[];
+    /** Kubernetes: object names (globs) */
+    names?: string[];
   };
   message?: string;
   approvers?: string[];
@@ -87,14 +118,14 @@ export interface InterlockConfig {
     cgroup: string;
   };
   proxy: {
-    /** loopback port per protocol that the redirect sends connections to (default postgres 15432, ssh 15422) */
-    ports: { postgres: number; ssh: number };
+    /** loopback port per protocol that the redirect sends connections to (default postgres 15432, ssh 15422, kubernetes 15443) */
+    ports: { postgres: number; ssh: number; kubernetes: number };
     /** connect to ready session, at most (default 30s): a silent client cannot hold a session open */
     loginTimeoutMs: number;
   };
   intercept: {
-    /** every destination on these ports is intercepted, configured or not (default postgres [5432], ssh [22]) */
-    ports: { postgres: number[]; ssh: number[] };
+    /** every destination on these ports is intercepted, configured or not (default postgres [5432], ssh [22], kubernetes [6443]) */
+    ports: { postgres: number[]; ssh: number[]; kubernetes: number[] };
   };
   bpf: {
     /** where programs' links and maps are pinned (default /sys/fs/bpf/interlock) */
@@ -115,6 +146,11 @@ export interface InterlockConfig {
   ssh: {
     /** the node's host key, shown to agents for every intercepted SSH target (created 0600 on first start) */
     hostKey: string;
+  };
+  tls: {
+    /** the node CA that issues the serving certificates agents see for TLS targets (created on first start; key 0600) */
+    caCert: string;
+    caKey: string;
   };
 }
 

@@ -26,7 +26,12 @@ import { RecordingStore } from '../recording/store.js';
 import { SshRuleSet } from '../policy/ssh-rules.js';
 import { loadHostKey, type HostKey } from '../protocols/ssh/host-key.js';
 import { SshSession } from '../protocols/ssh/session.js';
-import { NOT_RECORDED } from '../recording/recorder.js';
+import { LazyRecording, NOT_RECORDED } from '../recording/recorder.js';
+import { NodeCa } from '../tls/node-ca.js';
+import { KubeProxy, type KubeConnection } from '../protocols/kubernetes/proxy.js';
+import { KubeRuleSet } from '../policy/kube-rules.js';
+import { KubeResponseMasker } from '../protocols/kubernetes/masking.js';
+import type { KubernetesTargetDef } from '../config/types.js';
 
 /** The loopback address the BPF program rewrites connections to (bpf/interlock.bpf.c). */
 export const PROXY_HOST = '127.0.0.1';
@@ -48,6 +53,8 @@ export class Daemon {
   private readonly enforcement = new Map<string, Enforcement>();
   private readonly sshJudges = new Map<string, SshRuleSet>();
   private hostKey!: HostKey;
+  private kube?: KubeProxy;
+  private readonly kubeEnforcement = new Map<string, { judge: KubeRuleSet; masker: KubeResponseMasker }>();
   /** keys the `hash` masking strategy: equal values hash alike within a daemon's lifetime */
   private readonly maskingKey = randomBytes(32);
   private readonly servers: Server[] = [];
@@ -90,12 +97,19 @@ export class Daemon {
     // listen before redirecting, so the first redirected connection finds us
     await this.listen(config.proxy.ports.postgres, (s) => this.onConnection(s, 'postgres'));
     await this.listen(config.proxy.ports.ssh, (s) => this.onConnection(s, 'ssh'));
+    const ca = NodeCa.load(config.tls.caCert, config.tls.caKey, { create: true });
+    const kubeTargets = config.targets.filter((t): t is KubernetesTargetDef => t.protocol === 'kubernetes');
+    this.kube = new KubeProxy(ca, kubeTargets, (socket) => this.admitKube(socket), (e) => this.log.error({ err: e }, 'could not start a kubernetes session'));
+    await this.kube.listen(PROXY_HOST, config.proxy.ports.kubernetes).catch((e: NodeJS.ErrnoException) => {
+      throw new Error(`cannot listen on ${PROXY_HOST}:${config.proxy.ports.kubernetes}: ${e.code === 'EADDRINUSE' ? 'the port is in use (another interlock?)' : e.message}`);
+    });
     this.redirect = Redirect.attach(this.cgroupPath, config.bpf.pinDir);
     const proxyPort = (p: TargetDef['protocol']) => config.proxy.ports[p];
     this.redirect.syncTargets(config.targets.map((t) => ({ ip: t.address.host, port: t.address.port, proxyPort: proxyPort(t.protocol), protocol: Protocol[t.protocol] })));
     this.redirect.syncPorts([
       ...config.intercept.ports.postgres.map((port) => ({ port, proxyPort: config.proxy.ports.postgres, protocol: Protocol.postgres })),
       ...config.intercept.ports.ssh.map((port) => ({ port, proxyPort: config.proxy.ports.ssh, protocol: Protocol.ssh })),
+      ...config.intercept.ports.kubernetes.map((port) => ({ port, proxyPort: config.proxy.ports.kubernetes, protocol: Protocol.kubernetes })),
     ]);
     this.control = new ControlServer(config.control.socket, () => this.status());
     await this.control.listen();
@@ -168,6 +182,50 @@ export class Daemon {
     this.sessions.set(id, { summary, session });
   }
 
+  /** A Kubernetes connection, before its TLS handshake: who it is, and what it may do. */
+  private admitKube(socket: Socket): KubeConnection {
+    if (this.stopping) throw new Error('stopping');
+    socket.on('error', () => {});
+    const a = this.admitFor(socket, 'kubernetes');
+    const id = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+    const audit = this.audit.with(whoFields(id, a));
+    const target = a.target?.protocol === 'kubernetes' ? a.target : undefined;
+    const summary: SessionSummary = {
+      id, protocol: 'kubernetes', workload: a.identity?.workload, target: a.target?.name, pid: a.origin?.pid,
+      comm: a.origin?.comm, since: new Date().toISOString(), queries: 0,
+    };
+    const enforcement = a.refusal ? undefined : this.kubeEnforcementFor(a.policies);
+    if (a.refusal) audit.event('connect.refused', { reason: a.refusal.message });
+    const recording = new LazyRecording(() => this.beginRecording(id, 'kubernetes', a, {}));
+    const conn: KubeConnection = {
+      target, refusal: a.refusal?.message, judge: enforcement?.judge, masker: enforcement?.masker, recording, requests: 0,
+      audit: (event, fields) => {
+        if (event === 'command') summary.queries++;
+        audit.event(event, fields);
+      },
+      closed: () => {
+        this.sessions.delete(id);
+        if (conn.requests > 0) {
+          audit.event('session.end', { reason: 'connection closed', requests: conn.requests });
+          recording.end({ reason: 'connection closed', bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten, commands: conn.requests, rows: 0 });
+        }
+      },
+    };
+    if (!a.refusal) audit.event('session.start', {});
+    this.sessions.set(id, { summary, session: { shutdown: () => socket.destroy() } });
+    return conn;
+  }
+
+  private kubeEnforcementFor(policies: PolicyDef[]) {
+    const key = policies.map((p) => p.name).join('\n');
+    let e = this.kubeEnforcement.get(key);
+    if (!e) {
+      e = { judge: new KubeRuleSet(policies), masker: new KubeResponseMasker({ detectors: policies.flatMap((p) => p.masking), hashKey: this.maskingKey }) };
+      this.kubeEnforcement.set(key, e);
+    }
+    return e;
+  }
+
   private sshJudgeFor(policies: PolicyDef[]): SshRuleSet {
     const key = policies.map((p) => p.name).join('\n');
     let j = this.sshJudges.get(key);
@@ -175,7 +233,7 @@ export class Daemon {
     return j;
   }
 
-  private beginRecording(id: string, protocol: 'postgres' | 'ssh', a: Admission, login: Record<string, unknown>) {
+  private beginRecording(id: string, protocol: 'postgres' | 'ssh' | 'kubernetes', a: Admission, login: Record<string, unknown>) {
     if (!this.recordings) return NOT_RECORDED;
     const o = a.origin;
     return this.recordings.begin({
@@ -267,6 +325,7 @@ export class Daemon {
     if (this.stopping) return;
     this.stopping = true;
     for (const s of this.servers) s.close();
+    this.kube?.close();
     for (const { session } of this.sessions.values()) session.shutdown('interlock is shutting down');
     const deadline = Date.now() + graceMs;
     while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));

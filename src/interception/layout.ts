@@ -10,7 +10,7 @@ export const REDIRECT_SIZE = 4;
 export const PORT_KEY_SIZE = 4;
 export const ORIGIN_SIZE = 56;
 
-export const Protocol = { postgres: 1, ssh: 2, kube: 3 } as const;
+export const Protocol = { postgres: 1, ssh: 2, kubernetes: 3 } as const;
 export type ProtocolName = keyof typeof Protocol;
 
 export const MAP_TARGETS = 'il_targets';

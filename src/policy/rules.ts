@@ -78,7 +78,7 @@ export class RuleSet {
 
   constructor(policies: PolicyDef[]) {
     // SSH rules (commands, channels, paths) belong to the SSH engine: read here, their missing SQL filters would match every statement
-    this.rules = policies.flatMap((p) => p.rules.flatMap((def, i) => (isSshRule(def) ? [] : [compile(`${p.name}#${i + 1}`, def)])));
+    this.rules = policies.flatMap((p) => p.rules.flatMap((def, i) => (isSshRule(def) || isKubeRule(def) ? [] : [compile(`${p.name}#${i + 1}`, def)])));
     this.readsText = this.rules.some((r) => r.pattern !== undefined);
   }
 
@@ -134,10 +134,16 @@ export class RuleSet {
   }
 }
 
-/** A rule with an SSH filter; the config refuses rules that mix them with SQL filters. */
+/** A rule with a Kubernetes filter (it may also name exec commands). */
+export function isKubeRule(def: RuleDef): boolean {
+  const m = def.match;
+  return m.verbs !== undefined || m.apiGroups !== undefined || m.resources !== undefined || m.namespaces !== undefined || m.names !== undefined;
+}
+
+/** A rule with an SSH filter and no Kubernetes one; the config refuses rules that mix them with SQL filters. */
 export function isSshRule(def: RuleDef): boolean {
   const m = def.match;
-  return m.commands !== undefined || m.channels !== undefined || m.paths !== undefined;
+  return (m.commands !== undefined || m.channels !== undefined || m.paths !== undefined) && !isKubeRule(def);
 }
 
 function compile(id: string, def: RuleDef): CompiledRule {

@@ -38,6 +38,41 @@ export const NOT_RECORDED: SessionRecording = {
   end() {},
 };
 
+/**
+ * A recording that begins with its first event: for connections that may never carry
+ * a request (a TLS handshake the agent gives up on leaves no empty recording).
+ */
+export class LazyRecording implements SessionRecording {
+  onPressure?: (p: Pressure, why: string) => void;
+  private inner?: SessionRecording;
+
+  constructor(private readonly begin: () => SessionRecording) {}
+
+  private get rec(): SessionRecording {
+    if (!this.inner) {
+      this.inner = this.begin();
+      this.inner.onPressure = (p, why) => this.onPressure?.(p, why);
+    }
+    return this.inner;
+  }
+
+  input(bytes: Uint8Array): void {
+    this.rec.input(bytes);
+  }
+  output(bytes: Uint8Array): void {
+    this.rec.output(bytes);
+  }
+  decision(...args: Parameters<SessionRecording['decision']>): void {
+    this.rec.decision(...args);
+  }
+  note(event: Parameters<SessionRecording['note']>[0]): void {
+    this.rec.note(event);
+  }
+  end(fields: Omit<EndEvent, 'k' | 't'>): void {
+    this.inner?.end(fields);
+  }
+}
+
 export interface RecorderLimits {
   flushMs: number;
   flushBytes: number;

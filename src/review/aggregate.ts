@@ -6,11 +6,17 @@
  * re-analysing its text, per protocol (USAGE below), so that a protocol without an
  * analysis still gets counts, and one can be added without touching the rest.
  *
+ * SSH decisions are told apart by `via` as well as by text (an exec of "sftp" is not the sftp
+ * channel); their usage adds the programs the shell analysis finds in the exec commands that
+ * ran, the channels asked for, and the sftp file operations.
+ *
  * Pure apart from the SQL parser: initAnalysis() must have completed before aggregate().
  */
 import { analyzeQuery, type FunctionRef, type RelationRef } from '../policy/analysis.js';
+import { analyzeShellCommand } from '../policy/shell.js';
+import { normalizePath } from '../policy/ssh-rules.js';
 import { UNKNOWN_WORKLOAD } from '../identity/workloads.js';
-import type { RecordedEvent, RecordedProtocol, Recording } from '../recording/events.js';
+import type { FileEvent, RecordedEvent, RecordedProtocol, Recording } from '../recording/events.js';
 
 export interface AggregateOptions {
   /** epoch ms: only events at or after this count */
@@ -42,6 +48,8 @@ export interface DayBucket {
 /** One distinct command text and what happened to it. */
 export interface CommandUse extends ActionCounts {
   command: string;
+  /** SSH: what the decision was about ('exec', 'shell', 'sftp', 'port-forward', …) */
+  via?: string;
   /** who approved it, sorted */
   approvedBy: string[];
   /** the deciding rule and message of its latest denial */
@@ -51,6 +59,8 @@ export interface CommandUse extends ActionCounts {
 
 export interface DeniedCommand {
   command: string;
+  /** SSH: what the decision was about, as in CommandUse */
+  via?: string;
   count: number;
   rule?: string;
   message?: string;
@@ -85,8 +95,56 @@ export interface PostgresUsage {
   unanalysed: number;
 }
 
-/** Per-protocol usage; SSH and Kubernetes add their own members to this union. */
-export type ProtocolUsage = PostgresUsage;
+/** A channel or request other than exec (shell, sftp, forwardings, subsystems) and what happened to it. */
+export interface ChannelUse extends ActionCounts {
+  kind: string;
+  /** what was asked for (forwarding destinations, subsystem names), most frequent first */
+  requests: NameCount[];
+}
+
+/** A path that allowed sftp operations touched, with the transfers that went through it. */
+export interface FileUse {
+  path: string;
+  /** allowed operations that read or wrote it */
+  reads: number;
+  writes: number;
+  downloads: number;
+  downloadedBytes: number;
+  uploads: number;
+  uploadedBytes: number;
+}
+
+/** One distinct sftp operation, as recorded: the suggested path rules come from these. */
+export interface FileOperation {
+  op: string;
+  path: string;
+  path2?: string;
+  /** what the operation needed, or the access that was refused */
+  access: 'read' | 'write';
+  allowed: boolean;
+  count: number;
+  /** the latest refusal's message */
+  message?: string;
+}
+
+/** What an SSH workload did: exec commands, the programs in those that ran, channels and files. */
+export interface SshUsage {
+  protocol: 'ssh';
+  /** every distinct exec command line and what happened to it, most decided first */
+  commands: CommandUse[];
+  /** programs of the parts of exec commands that ran, as written, counted per run */
+  programs: NameCount[];
+  /** exec commands that ran but that the shell analysis cannot read */
+  unanalysed: number;
+  channels: ChannelUse[];
+  /** paths touched by allowed sftp operations, by path */
+  files: FileUse[];
+  /** every distinct sftp operation, allowed or refused, most frequent first */
+  fileOperations: FileOperation[];
+}
+
+/** Per-protocol usage; Kubernetes adds its own member to this union. */
+export type ProtocolUsage = PostgresUsage | SshUsage;
 
 export interface TargetReview {
   /** the target's name; 'unknown' when the recording names none */
@@ -144,10 +202,23 @@ const DAY_MS = 86_400_000;
 /** a chart of more days than this is unreadable; older days are left off the buckets */
 const MAX_DAYS = 732;
 
-/** How a protocol's commands become usage. Protocols missing here are reported with counts only. */
-const USAGE: { [P in RecordedProtocol]?: (commands: CommandUse[]) => ProtocolUsage } = {
-  postgres: postgresUsage,
+/** Collects a target's usage: sees every event in the window, then gets the target's commands. */
+interface UsageTally {
+  add(e: RecordedEvent): void;
+  result(commands: CommandUse[]): ProtocolUsage;
+}
+
+/** How a protocol's events become usage. Protocols missing here are reported with counts only. */
+const USAGE: { [P in RecordedProtocol]?: () => UsageTally } = {
+  postgres: () => ({ add: () => {}, result: postgresUsage }),
+  ssh: () => new SshUsageTally(),
 };
+
+/** Protocols whose decisions are keyed by `via` and text: an SSH "sftp" may be an exec command or the channel. */
+const KEYED_BY_VIA: ReadonlySet<RecordedProtocol> = new Set(['ssh']);
+
+/** sftp operations whose first path is read (the link's target, the copy's source); the second path is always written. */
+const READS_FIRST_PATH = new Set(['symlink', 'hardlink@openssh.com', 'copy-data']);
 
 export function aggregate(recordings: Recording[], opts: AggregateOptions = {}): ReviewData {
   const inWindow = (at: number) => (opts.since === undefined || at >= opts.since) && (opts.until === undefined || at < opts.until);
@@ -210,6 +281,19 @@ export function emptyCounts(): ActionCounts {
   return { allowed: 0, denied: 0, held: 0, approved: 0, rejected: 0, timedOut: 0 };
 }
 
+/**
+ * The paths an sftp operation reads and writes, as the proxy decides them: the second path
+ * (a rename's or link's new name, a copy's destination) is written, the first one is read or
+ * written by operation. realpath only canonicalises a name, and the proxy lets it through.
+ */
+export function fileAccesses(o: Pick<FileOperation, 'op' | 'path' | 'path2' | 'access'>): { path: string; access: 'read' | 'write' }[] {
+  if (o.op === 'realpath') return [];
+  const first = o.path2 === undefined ? o.access : READS_FIRST_PATH.has(o.op) ? 'read' : 'write';
+  const all = [...(o.path2 !== undefined ? [{ path: o.path2, access: 'write' as const }] : []), { path: o.path, access: first }];
+  // refused requests without a path (an unsupported extension) touch nothing a rule could name
+  return all.filter((a) => a.path !== '');
+}
+
 // ---------------------------------------------------------------------------
 
 class WorkloadTally {
@@ -262,11 +346,18 @@ class TargetTally {
   private readonly commands = new Map<string, CommandUse & { approvers: Set<string> }>();
   private readonly approvers = new Map<string, ApproverCount>();
   private readonly masked = new Map<string, number>();
+  /** the via of each text's latest held decision, for its approval (which names no via) */
+  private readonly heldVia = new Map<string, string>();
+  private readonly usage: UsageTally | undefined;
+  private readonly byVia: boolean;
 
   constructor(
     readonly target: string,
     readonly protocol: RecordedProtocol,
-  ) {}
+  ) {
+    this.usage = USAGE[protocol]?.();
+    this.byVia = KEYED_BY_VIA.has(protocol);
+  }
 
   addSession(at: number, events: RecordedEvent[]): void {
     this.sessions++;
@@ -274,9 +365,12 @@ class TargetTally {
       const time = at + e.t;
       this.first = Math.min(this.first, time);
       this.last = Math.max(this.last, time);
+      this.usage?.add(e);
       switch (e.k) {
         case 'decision': {
-          const use = this.command(e.command);
+          const via = this.byVia ? e.via ?? '' : undefined;
+          const use = this.command(e.command, via);
+          if (e.action === 'approve' && via !== undefined) this.heldVia.set(e.command, via);
           const day = this.day(time);
           const field = e.action === 'allow' ? 'allowed' : e.action === 'deny' ? 'denied' : 'held';
           this.counts[field]++;
@@ -289,7 +383,7 @@ class TargetTally {
           break;
         }
         case 'approval': {
-          const use = this.command(e.command);
+          const use = this.command(e.command, this.byVia ? this.heldVia.get(e.command) ?? 'exec' : undefined);
           const field = e.outcome === 'approved' ? 'approved' : e.outcome === 'rejected' ? 'rejected' : 'timedOut';
           this.counts[field]++;
           use[field]++;
@@ -309,11 +403,11 @@ class TargetTally {
   result(topDenied: number): TargetReview {
     const commands = [...this.commands.values()]
       .map(({ approvers, ...use }) => ({ ...use, approvedBy: [...approvers].sort(compareText) }))
-      .sort((a, b) => decided(b) - decided(a) || compareText(a.command, b.command));
+      .sort((a, b) => decided(b) - decided(a) || compareText(a.command, b.command) || compareText(a.via ?? '', b.via ?? ''));
     const denied = commands
       .filter((c) => c.denied > 0)
-      .map((c) => ({ command: c.command, count: c.denied, rule: c.rule, message: c.message }))
-      .sort((a, b) => b.count - a.count || compareText(a.command, b.command));
+      .map((c) => ({ command: c.command, ...(c.via !== undefined ? { via: c.via } : {}), count: c.denied, rule: c.rule, message: c.message }))
+      .sort((a, b) => b.count - a.count || compareText(a.command, b.command) || compareText(a.via ?? '', b.via ?? ''));
     const byRule = byCountThenName([...this.masked].map(([name, count]) => ({ name, count })));
     return {
       target: this.target,
@@ -324,16 +418,20 @@ class TargetTally {
       counts: { ...this.counts },
       approvers: [...this.approvers.values()].sort((a, b) => b.approved - a.approved || compareText(a.by, b.by)),
       masked: { total: sum(byRule.map((r) => r.count)), byRule },
-      usage: USAGE[this.protocol]?.(commands),
+      usage: this.usage?.result(commands),
       denied: denied.slice(0, topDenied),
       deniedDistinct: denied.length,
       commands,
     };
   }
 
-  private command(text: string) {
-    let use = this.commands.get(text);
-    if (!use) this.commands.set(text, (use = { command: text, ...emptyCounts(), approvedBy: [], approvers: new Set() }));
+  private command(text: string, via: string | undefined) {
+    const key = via === undefined ? text : `${via}\u0000${text}`;
+    let use = this.commands.get(key);
+    if (!use) {
+      use = { command: text, ...(via !== undefined ? { via } : {}), ...emptyCounts(), approvedBy: [], approvers: new Set<string>() };
+      this.commands.set(key, use);
+    }
     return use;
   }
 
@@ -384,6 +482,105 @@ function postgresUsage(commands: CommandUse[]): PostgresUsage {
     functions: byCountThenName([...functions].map(([name, count]) => ({ name, count }))),
     unanalysed,
   };
+}
+
+/** Collects the sftp operations and transfers of SSH sessions; commands and channels come from the decisions. */
+class SshUsageTally implements UsageTally {
+  private readonly operations = new Map<string, FileOperation>();
+  private readonly files = new Map<string, FileUse>();
+
+  add(e: RecordedEvent): void {
+    if (e.k !== 'file') return;
+    // a transfer is reported when its file is closed: the open it follows was decided already
+    if (e.direction !== undefined) this.transfer(e);
+    else this.operation(e);
+  }
+
+  result(commands: CommandUse[]): SshUsage {
+    const exec = commands.filter((c) => c.via === 'exec');
+    const { programs, unanalysed } = programsOf(exec);
+    return {
+      protocol: 'ssh',
+      commands: exec,
+      programs,
+      unanalysed,
+      channels: channelsOf(commands.filter((c) => c.via !== 'exec')),
+      files: [...this.files.values()].sort((a, b) => compareText(a.path, b.path)),
+      fileOperations: [...this.operations.values()].sort(
+        (a, b) => b.count - a.count || compareText(a.path, b.path) || compareText(a.op, b.op) || compareText(a.path2 ?? '', b.path2 ?? '') || compareText(a.access, b.access) || Number(a.allowed) - Number(b.allowed),
+      ),
+    };
+  }
+
+  private operation(e: FileEvent): void {
+    const key = [e.op, e.path, e.path2 ?? '\u0000', e.access, e.allowed].join('\u0000');
+    let o = this.operations.get(key);
+    if (!o) {
+      o = { op: e.op, path: e.path, ...(e.path2 !== undefined ? { path2: e.path2 } : {}), access: e.access, allowed: e.allowed, count: 0 };
+      this.operations.set(key, o);
+    }
+    o.count++;
+    if (!e.allowed) {
+      if (e.message !== undefined) o.message = e.message;
+      return;
+    }
+    for (const a of fileAccesses(e)) {
+      const f = this.file(a.path);
+      if (a.access === 'read') f.reads++;
+      else f.writes++;
+    }
+  }
+
+  private transfer(e: FileEvent): void {
+    const f = this.file(e.path);
+    if (e.direction === 'download') {
+      f.downloads++;
+      f.downloadedBytes += e.bytes ?? 0;
+    } else {
+      f.uploads++;
+      f.uploadedBytes += e.bytes ?? 0;
+    }
+  }
+
+  /** Paths as the policy sees them ("./a" is "a"); one the policy cannot normalise stays as recorded. */
+  private file(path: string): FileUse {
+    const normal = normalizePath(path);
+    const key = 'path' in normal ? normal.path : path;
+    let f = this.files.get(key);
+    if (!f) this.files.set(key, (f = { path: key, reads: 0, writes: 0, downloads: 0, downloadedBytes: 0, uploads: 0, uploadedBytes: 0 }));
+    return f;
+  }
+}
+
+/** The programs of the exec commands that ran, one count per run of a command per part. */
+function programsOf(exec: CommandUse[]): { programs: NameCount[]; unanalysed: number } {
+  const programs = new Map<string, number>();
+  let unanalysed = 0;
+  for (const use of exec) {
+    const runs = use.allowed + use.approved;
+    if (runs === 0) continue;
+    const analysis = analyzeShellCommand(use.command);
+    if (analysis.error !== undefined) {
+      unanalysed += runs;
+      continue;
+    }
+    for (const part of analysis.parts) programs.set(part.program, (programs.get(part.program) ?? 0) + runs);
+  }
+  return { programs: byCountThenName([...programs].map(([name, count]) => ({ name, count }))), unanalysed };
+}
+
+/** Decisions other than exec, by kind, with what each asked for. */
+function channelsOf(decisions: CommandUse[]): ChannelUse[] {
+  const channels = new Map<string, ChannelUse>();
+  for (const use of decisions) {
+    const kind = use.via ?? '';
+    let c = channels.get(kind);
+    if (!c) channels.set(kind, (c = { kind, ...emptyCounts(), requests: [] }));
+    for (const k of Object.keys(emptyCounts()) as (keyof ActionCounts)[]) c[k] += use[k];
+    c.requests.push({ name: use.command, count: decided(use) });
+  }
+  for (const c of channels.values()) byCountThenName(c.requests);
+  return [...channels.values()].sort((a, b) => decided(b) - decided(a) || compareText(a.kind, b.kind));
 }
 
 /** Every UTC day from `from` to `to` (epoch ms), the most recent MAX_DAYS of them. */

@@ -4,9 +4,25 @@
  * Content-Security-Policy forbids both, in case something slips through the escaping).
  * Command texts come from agents and are untrusted: every piece of text is escaped.
  */
-import { dayOf, type ActionCounts, type DayBucket, type ReviewData, type TargetReview, type WorkloadReview } from './aggregate.js';
+import {
+  dayOf,
+  type ActionCounts,
+  type ChannelUse,
+  type DayBucket,
+  type FileOperation,
+  type PostgresUsage,
+  type ProtocolUsage,
+  type ReviewData,
+  type SshUsage,
+  type TargetReview,
+  type WorkloadReview,
+} from './aggregate.js';
 
 const MAX_COMMAND_CHARS = 200;
+/** rows of an SSH commands or files table; the rest is summed up in a line */
+const MAX_ROWS = 50;
+/** channels whose requests say something (where to, which subsystem); a shell is just a shell */
+const DESCRIBED_CHANNELS = new Set(['port-forward', 'remote-forward', 'subsystem', 'env']);
 
 // ---------------------------------------------------------------------------
 // Markdown
@@ -38,26 +54,64 @@ function workloadMarkdown(w: WorkloadReview): string[] {
       out.push(`Approvals: ${t.approvers.map((a) => `${md(a.by)} (${a.approved} approved, ${a.rejected} rejected)`).join(', ')}`, '');
     }
     if (t.masked.byRule.length) out.push(`Masked by: ${t.masked.byRule.map((m) => `${md(m.name)} ${m.count}`).join(', ')}`, '');
-    const u = t.usage;
-    if (u) {
-      out.push(`Statement kinds: ${u.kinds.map((k) => `${k.name} ${k.count}`).join(', ') || 'none'}`, '');
-      if (u.relations.length) {
-        out.push('| relation | reads | writes |', '|---|--:|--:|');
-        for (const r of u.relations) out.push(`| ${cell(r.relation)} | ${r.reads} | ${r.writes} |`);
-        out.push('');
-      }
-      out.push(`Functions: ${u.functions.map((f) => `${code(f.name)} ${f.count}`).join(', ') || 'none'}`, '');
-      if (u.unanalysed) out.push(`${plural(u.unanalysed, 'command')} that ran could not be analysed.`, '');
-    } else {
-      out.push('No statement analysis for this protocol yet.', '');
-    }
+    out.push(...usageMarkdown(t.usage));
     if (t.denied.length) {
-      out.push(`Denied commands (${deniedHeading(t)}):`, '', '| times | command | rule | message |', '|--:|---|---|---|');
-      for (const d of t.denied) out.push(`| ${d.count} | ${cell(d.command)} | ${d.rule ? cell(d.rule) : ''} | ${md(d.message ?? '')} |`);
+      // SSH denials name what they were about: an exec command, a shell, a forwarding
+      const via = t.denied.some((d) => d.via !== undefined);
+      out.push(`Denied commands (${deniedHeading(t)}):`, '', `| times |${via ? ' kind |' : ''} command | rule | message |`, `|--:|${via ? '---|' : ''}---|---|---|`);
+      for (const d of t.denied) out.push(`| ${d.count} |${via ? ` ${md(d.via ?? '')} |` : ''} ${cell(d.command)} | ${d.rule ? cell(d.rule) : ''} | ${md(d.message ?? '')} |`);
       out.push('');
     }
   }
   return out;
+}
+
+function usageMarkdown(u: ProtocolUsage | undefined): string[] {
+  if (!u) return ['No statement analysis for this protocol yet.', ''];
+  return u.protocol === 'postgres' ? postgresMarkdown(u) : sshMarkdown(u);
+}
+
+function postgresMarkdown(u: PostgresUsage): string[] {
+  const out = [`Statement kinds: ${u.kinds.map((k) => `${k.name} ${k.count}`).join(', ') || 'none'}`, ''];
+  if (u.relations.length) {
+    out.push('| relation | reads | writes |', '|---|--:|--:|');
+    for (const r of u.relations) out.push(`| ${cell(r.relation)} | ${r.reads} | ${r.writes} |`);
+    out.push('');
+  }
+  out.push(`Functions: ${u.functions.map((f) => `${code(f.name)} ${f.count}`).join(', ') || 'none'}`, '');
+  if (u.unanalysed) out.push(`${plural(u.unanalysed, 'command')} that ran could not be analysed.`, '');
+  return out;
+}
+
+function sshMarkdown(u: SshUsage): string[] {
+  const out = [`Programs: ${u.programs.map((p) => `${code(p.name)} ${p.count}`).join(', ') || 'none'}`, ''];
+  if (u.unanalysed) out.push(`${plural(u.unanalysed, 'command')} that ran could not be analysed.`, '');
+  if (u.commands.length) {
+    out.push(`Exec commands (${plural(u.commands.length, 'distinct command')}):`, '', '| allowed | denied | held | command |', '|--:|--:|--:|---|');
+    for (const c of u.commands.slice(0, MAX_ROWS)) out.push(`| ${c.allowed} | ${c.denied} | ${c.held} | ${cell(c.command)} |`);
+    out.push(...moreRows(u.commands.length), '');
+  }
+  if (u.channels.length) {
+    out.push('| channel | allowed | denied | held | requests |', '|---|--:|--:|--:|---|');
+    for (const c of u.channels) out.push(`| ${md(c.kind)} | ${c.allowed} | ${c.denied} | ${c.held} | ${requests(c).map((r) => `${cell(r.name)} ${r.count}`).join(', ')} |`);
+    out.push('');
+  }
+  if (u.files.length) {
+    out.push('Files (sftp):', '', '| path | reads | writes | downloads | uploads |', '|---|--:|--:|---|---|');
+    for (const f of u.files.slice(0, MAX_ROWS)) out.push(`| ${cell(f.path)} | ${f.reads} | ${f.writes} | ${transfers(f.downloads, f.downloadedBytes)} | ${transfers(f.uploads, f.uploadedBytes)} |`);
+    out.push(...moreRows(u.files.length), '');
+  }
+  const refused = refusedOperations(u);
+  if (refused.length) {
+    out.push('Refused file operations:', '', '| times | operation | access | path | message |', '|--:|---|---|---|---|');
+    for (const o of refused.slice(0, MAX_ROWS)) out.push(`| ${o.count} | ${md(o.op)} | ${o.access} | ${cell(operationPaths(o))} | ${md(o.message ?? '')} |`);
+    out.push(...moreRows(refused.length), '');
+  }
+  return out;
+}
+
+function moreRows(total: number): string[] {
+  return total > MAX_ROWS ? ['', `… and ${total - MAX_ROWS} more.`] : [];
 }
 
 /** Backslash-escapes what Markdown would read as markup, HTML or a table cell boundary. */
@@ -144,28 +198,75 @@ function targetHtml(t: TargetReview): string[] {
   out.push(`<p>${esc(`${plural(t.sessions, 'session')}, ${countsLine(t.counts)}, ${plural(t.masked.total, 'value')} masked.`)}</p>`);
   if (t.approvers.length) out.push(`<p>Approvals: ${esc(t.approvers.map((a) => `${a.by} (${a.approved} approved, ${a.rejected} rejected)`).join(', '))}</p>`);
   if (t.masked.byRule.length) out.push(`<p>Masked by: ${esc(t.masked.byRule.map((m) => `${m.name} ${m.count}`).join(', '))}</p>`);
-  const u = t.usage;
-  if (u) {
-    out.push(`<p>Statement kinds: ${esc(u.kinds.map((k) => `${k.name} ${k.count}`).join(', ') || 'none')}</p>`);
-    if (u.relations.length) {
-      out.push('<table><thead><tr><th>relation</th><th class="n">reads</th><th class="n">writes</th></tr></thead><tbody>');
-      for (const r of u.relations) out.push(`<tr><td><code>${esc(r.relation)}</code></td>${nums(r.reads, r.writes)}</tr>`);
-      out.push('</tbody></table>');
-    }
-    out.push(`<p>Functions: ${u.functions.map((f) => `<code>${esc(f.name)}</code> ${f.count}`).join(', ') || 'none'}</p>`);
-    if (u.unanalysed) out.push(`<p>${esc(plural(u.unanalysed, 'command'))} that ran could not be analysed.</p>`);
-  } else {
-    out.push('<p class="muted">No statement analysis for this protocol yet.</p>');
-  }
+  out.push(...usageHtml(t.usage));
   if (t.denied.length) {
+    const via = t.denied.some((d) => d.via !== undefined);
     out.push(`<p>Denied commands (${esc(deniedHeading(t))}):</p>`);
-    out.push('<table><thead><tr><th class="n">times</th><th>command</th><th>rule</th><th>message</th></tr></thead><tbody>');
+    out.push(`<table><thead><tr><th class="n">times</th>${via ? '<th>kind</th>' : ''}<th>command</th><th>rule</th><th>message</th></tr></thead><tbody>`);
     for (const d of t.denied) {
-      out.push(`<tr>${nums(d.count)}<td><code>${esc(shorten(d.command))}</code></td><td>${esc(d.rule ?? '')}</td><td>${esc(d.message ?? '')}</td></tr>`);
+      out.push(`<tr>${nums(d.count)}${via ? `<td>${esc(d.via ?? '')}</td>` : ''}<td><code>${esc(shorten(d.command))}</code></td><td>${esc(d.rule ?? '')}</td><td>${esc(d.message ?? '')}</td></tr>`);
     }
     out.push('</tbody></table>');
   }
   return out;
+}
+
+function usageHtml(u: ProtocolUsage | undefined): string[] {
+  if (!u) return ['<p class="muted">No statement analysis for this protocol yet.</p>'];
+  return u.protocol === 'postgres' ? postgresHtml(u) : sshHtml(u);
+}
+
+function postgresHtml(u: PostgresUsage): string[] {
+  const out = [`<p>Statement kinds: ${esc(u.kinds.map((k) => `${k.name} ${k.count}`).join(', ') || 'none')}</p>`];
+  if (u.relations.length) {
+    out.push('<table><thead><tr><th>relation</th><th class="n">reads</th><th class="n">writes</th></tr></thead><tbody>');
+    for (const r of u.relations) out.push(`<tr><td><code>${esc(r.relation)}</code></td>${nums(r.reads, r.writes)}</tr>`);
+    out.push('</tbody></table>');
+  }
+  out.push(`<p>Functions: ${u.functions.map((f) => `<code>${esc(f.name)}</code> ${f.count}`).join(', ') || 'none'}</p>`);
+  if (u.unanalysed) out.push(`<p>${esc(plural(u.unanalysed, 'command'))} that ran could not be analysed.</p>`);
+  return out;
+}
+
+function sshHtml(u: SshUsage): string[] {
+  const out = [`<p>Programs: ${u.programs.map((p) => `<code>${esc(p.name)}</code> ${p.count}`).join(', ') || 'none'}</p>`];
+  if (u.unanalysed) out.push(`<p>${esc(plural(u.unanalysed, 'command'))} that ran could not be analysed.</p>`);
+  if (u.commands.length) {
+    out.push(`<p>Exec commands (${esc(plural(u.commands.length, 'distinct command'))}):</p>`);
+    out.push('<table><thead><tr><th class="n">allowed</th><th class="n">denied</th><th class="n">held</th><th>command</th></tr></thead><tbody>');
+    for (const c of u.commands.slice(0, MAX_ROWS)) out.push(`<tr>${nums(c.allowed, c.denied, c.held)}<td><code>${esc(shorten(c.command))}</code></td></tr>`);
+    out.push('</tbody></table>', ...moreRowsHtml(u.commands.length));
+  }
+  if (u.channels.length) {
+    out.push('<table><thead><tr><th>channel</th><th class="n">allowed</th><th class="n">denied</th><th class="n">held</th><th>requests</th></tr></thead><tbody>');
+    for (const c of u.channels) {
+      const asked = requests(c).map((r) => `<code>${esc(shorten(r.name))}</code> ${r.count}`).join(', ');
+      out.push(`<tr><td>${esc(c.kind)}</td>${nums(c.allowed, c.denied, c.held)}<td>${asked}</td></tr>`);
+    }
+    out.push('</tbody></table>');
+  }
+  if (u.files.length) {
+    out.push('<p>Files (sftp):</p>');
+    out.push('<table><thead><tr><th>path</th><th class="n">reads</th><th class="n">writes</th><th>downloads</th><th>uploads</th></tr></thead><tbody>');
+    for (const f of u.files.slice(0, MAX_ROWS)) {
+      out.push(`<tr><td><code>${esc(shorten(f.path))}</code></td>${nums(f.reads, f.writes)}<td>${esc(transfers(f.downloads, f.downloadedBytes))}</td><td>${esc(transfers(f.uploads, f.uploadedBytes))}</td></tr>`);
+    }
+    out.push('</tbody></table>', ...moreRowsHtml(u.files.length));
+  }
+  const refused = refusedOperations(u);
+  if (refused.length) {
+    out.push('<p>Refused file operations:</p>');
+    out.push('<table><thead><tr><th class="n">times</th><th>operation</th><th>access</th><th>path</th><th>message</th></tr></thead><tbody>');
+    for (const o of refused.slice(0, MAX_ROWS)) {
+      out.push(`<tr>${nums(o.count)}<td>${esc(o.op)}</td><td>${esc(o.access)}</td><td><code>${esc(shorten(operationPaths(o)))}</code></td><td>${esc(o.message ?? '')}</td></tr>`);
+    }
+    out.push('</tbody></table>', ...moreRowsHtml(refused.length));
+  }
+  return out;
+}
+
+function moreRowsHtml(total: number): string[] {
+  return total > MAX_ROWS ? [`<p class="muted">… and ${total - MAX_ROWS} more.</p>`] : [];
 }
 
 /** Allowed and denied commands per day as paired bars; hovering a bar shows its numbers. */
@@ -228,6 +329,22 @@ function summaryLine(data: ReviewData): string {
 function countsLine(c: ActionCounts): string {
   const held = c.held ? ` (${c.approved} approved, ${c.rejected} rejected, ${c.timedOut} timed out)` : '';
   return `${c.allowed} allowed, ${c.denied} denied, ${c.held} held for approval${held}`;
+}
+
+function requests(c: ChannelUse) {
+  return DESCRIBED_CHANNELS.has(c.kind) ? c.requests : [];
+}
+
+function refusedOperations(u: SshUsage): FileOperation[] {
+  return u.fileOperations.filter((o) => !o.allowed);
+}
+
+function operationPaths(o: FileOperation): string {
+  return o.path2 === undefined ? o.path : `${o.path} → ${o.path2}`;
+}
+
+function transfers(n: number, bytes: number): string {
+  return n ? `${n} (${plural(bytes, 'byte')})` : '';
 }
 
 function deniedHeading(t: TargetReview): string {

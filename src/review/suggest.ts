@@ -26,13 +26,49 @@
  * into exact footprints, and if even that allows it, it is denied by its exact text.
  * Whatever still differs is reported as a warning in the YAML.
  *
+ * SSH targets get rules from the exec commands that ran, the channels that were allowed and
+ * the sftp operations that were allowed; each part of a command (see shell.ts) is judged alone
+ * by the engine, so the rules list parts:
+ *   - a part is allowed by its exact text, as a glob without wildcards. Parts sharing their
+ *     program and the words up to the first operand ("git log" of "git log -n 5") that ran
+ *     with WIDEN_AT or more distinct texts become "git log *": any further options and
+ *     arguments are allowed after that prefix, including words only known at run time. Other
+ *     programs, and other first operands of the same program, stay denied.
+ *   - a command with `*` or `?` in a part cannot be written as an exact glob: it is allowed by
+ *     an anchored regular expression on its whole text (`channels: [exec]` with `pattern`).
+ *   - an interactive shell and the forwardings are allowed only when they were used and
+ *     allowed; a shell runs whatever is typed in it, and a forwarding reaches any destination.
+ *   - sftp paths: a file's content (open, remove, rename, links) is granted as its directory,
+ *     "dir/*" (every file directly in it, not below); other operations (opendir, stat, mkdir,
+ *     setstat…) as the exact path; more than MAX_EXACT_PER_DIR exact paths in one directory
+ *     become the directory. Reads and writes are separate rules (`access`). A file opened for
+ *     both reading and writing is recorded as a write: its read is not granted. The rules name
+ *     `channels: [sftp]`, so shell redirections get nothing, but legacy scp transfers of the
+ *     same paths are allowed (the engine treats them as the file transfers they are).
+ * Checked as for PostgreSQL: a widened prefix that lets a refused command through goes back to
+ * exact texts; a refused command or file operation still allowed is denied by its exact text
+ * or path, before every allow.
+ *
  * Pure apart from the SQL parser: initAnalysis() must have completed.
  */
 import { Document, isMap, isScalar, visit } from 'yaml';
-import type { PolicyDef, RuleDef } from '../config/types.js';
+import type { PolicyDef, RuleAction, RuleDef } from '../config/types.js';
 import { analyzeQuery, type FunctionRef, type RelationRef, type StatementKind } from '../policy/analysis.js';
 import { RuleSet, type Decision } from '../policy/rules.js';
-import { compareText, dayOf, UNKNOWN, type CommandUse, type ReviewData, type TargetReview } from './aggregate.js';
+import { analyzeShellCommand, type ShellPart } from '../policy/shell.js';
+import { normalizePath, SshRuleSet, type PathAccess, type SshChannelKind } from '../policy/ssh-rules.js';
+import {
+  compareText,
+  dayOf,
+  fileAccesses,
+  UNKNOWN,
+  type ChannelUse,
+  type CommandUse,
+  type FileOperation,
+  type ReviewData,
+  type SshUsage,
+  type TargetReview,
+} from './aggregate.js';
 
 export interface PolicySuggestion {
   workload: string;
@@ -59,9 +95,13 @@ export function suggest(data: ReviewData): Suggestions {
       const where = `${w.workload} on ${t.target} (${t.protocol})`;
       if (w.workload === UNKNOWN) skipped.push(`${where}: sessions no workload matched cannot be a policy's subject`);
       else if (t.target === UNKNOWN) skipped.push(`${where}: the recordings name no target`);
-      else if (t.protocol !== 'postgres') skipped.push(`${where}: no policy suggestions for this protocol yet`);
+      else if (t.protocol !== 'postgres' && t.protocol !== 'ssh') skipped.push(`${where}: no policy suggestions for this protocol yet`);
       else if (!t.commands.some((c) => c.allowed + c.approved > 0)) skipped.push(`${where}: nothing ran, and with no policy everything is denied`);
-      else suggestions.push(suggestPostgres(w.workload, t, uniqueName(names, `suggested-${w.workload}-${t.target}`)));
+      else if (t.usage?.protocol === 'ssh') {
+        const s = suggestSsh(w.workload, t, t.usage, `suggested-${w.workload}-${t.target}`);
+        if (!s.policy.rules.length) skipped.push(`${where}: nothing it was allowed can be named by a rule (${s.warnings.join('; ') || 'no commands, channels or paths'})`);
+        else suggestions.push({ ...s, policy: { ...s.policy, name: uniqueName(names, s.policy.name) } });
+      } else suggestions.push(suggestPostgres(w.workload, t, uniqueName(names, `suggested-${w.workload}-${t.target}`)));
     }
   }
   return { suggestions, skipped };
@@ -157,7 +197,8 @@ function suggestPostgres(workload: string, t: TargetReview, name: string): Polic
   const denies = exactTextDenies(leaks, new Set(footprints.map((f) => f.text)), warnings);
   const denyNote = 'refused in the period, though it looks like statements that ran: denied by its exact text (other spellings are not)';
   const policy = policyOf([...denies, ...built.rules]);
-  warnings.push(...selfCheck(new RuleSet([policy]), t.commands));
+  const rules = new RuleSet([policy]);
+  warnings.push(...selfCheck((command) => rules.decideText(command).decision.action, t.commands));
   return { workload, target: t.target, policy, ruleNotes: [...denies.map(() => denyNote), ...built.notes], warnings };
 }
 
@@ -349,10 +390,10 @@ function refusedButRun(rules: RuleSet, commands: CommandUse[]): Leak[] {
 }
 
 /** Recorded commands the final rules decide differently. */
-function selfCheck(rules: RuleSet, commands: CommandUse[]): string[] {
+function selfCheck(decide: (command: string) => RuleAction, commands: CommandUse[]): string[] {
   const warnings: string[] = [];
   for (const use of commands) {
-    const now = rules.decideText(use.command).decision.action;
+    const now = decide(use.command);
     const ran = use.allowed + use.approved > 0;
     if (ran && use.denied > 0) warnings.push(`both ran and was denied in the period (did the policy change?); now ${now}: ${oneLine(use.command)}`);
     else if (use.allowed > 0 && now !== 'allow') warnings.push(`was allowed, now ${now}: ${oneLine(use.command)}`);
@@ -364,6 +405,353 @@ function selfCheck(rules: RuleSet, commands: CommandUse[]): string[] {
 
 function ruleIndex(ruleId: string): number {
   return Number(ruleId.slice(ruleId.lastIndexOf('#') + 1)) - 1;
+}
+
+// ---------------------------------------------------------------------------
+// SSH
+
+/** Channels decided as a whole; exec goes by its commands, sftp opens through its path rules. */
+const WHOLE_CHANNELS: readonly SshChannelKind[] = ['shell', 'port-forward', 'remote-forward', 'agent-forward', 'x11'];
+/** parts sharing a prefix that ran with at least this many distinct texts allow any arguments after it */
+const WIDEN_AT = 3;
+/** sftp operations on a file's content: granted as the file's directory; the others as the exact path */
+const CONTENT_OPS = new Set(['open', 'remove', 'rename', 'posix-rename@openssh.com', 'hardlink@openssh.com', 'symlink', 'copy-data']);
+/** more exact paths than this in one directory, for one access, are granted as the directory */
+const MAX_EXACT_PER_DIR = 8;
+/** how many forwarding destinations a note names */
+const NAMED_REQUESTS = 5;
+const REFUSED = 'refused in the reviewed period';
+/** parts that are not programs (see shell.ts) */
+const PART_LABELS: Record<string, string> = {
+  '=': 'variable assignments',
+  '>': 'writes by redirection',
+  '>>': 'appends by redirection',
+  '<': 'reads by redirection',
+};
+
+interface NotedRule {
+  rule: RuleDef;
+  note: string;
+}
+
+/** One distinct part of the exec commands that ran. */
+interface ExecPart {
+  text: string;
+  program: string;
+  /** the program and its words up to the first operand: what a widened glob keeps */
+  prefix: string;
+  dynamic: boolean;
+  runs: number;
+}
+
+interface ExecUse {
+  parts: ExecPart[];
+  /** commands with a glob character in a part: allowed by their whole text */
+  byText: CommandUse[];
+}
+
+/** Every name directly in a directory, or one exact path, for one access. */
+interface PathGrant {
+  access: PathAccess;
+  path: string;
+  inDirectory: boolean;
+}
+
+function suggestSsh(workload: string, t: TargetReview, usage: SshUsage, name: string): PolicySuggestion {
+  const warnings: string[] = [];
+  const policyOf = (noted: NotedRule[]): PolicyDef => ({
+    name,
+    subjects: { groups: [], workloads: [workload] },
+    targets: [t.target],
+    rules: noted.map((n) => n.rule),
+    masking: [],
+  });
+  const exec = execUse(usage.commands, warnings);
+  const grants = pathGrants(usage.fileOperations);
+  if (!grants.length && usage.channels.some((c) => c.kind === 'sftp' && c.allowed > 0)) {
+    warnings.push('sftp was opened, but no file operation it was allowed is recorded: no path is allowed');
+  }
+  const others = [...channelRules(usage.channels), ...pathRules(grants)];
+
+  // a widened prefix that lets a refused command through goes back to exact texts
+  const exact = new Set<string>();
+  const first = policyOf([...execRules(exec, exact), ...others]);
+  const wide = widenedPrefixes(exec.parts, exact);
+  for (const use of execLeaks(new SshRuleSet([first]), usage.commands)) {
+    for (const prefix of widenedHits(wide, use.command)) exact.add(prefix);
+  }
+  const allows = [...execRules(exec, exact), ...others];
+  const check = new SshRuleSet([policyOf(allows)]);
+  const denies = [...execTextDenies(execLeaks(check, usage.commands)), ...pathDenies(pathLeaks(check, usage.fileOperations), usage.fileOperations, warnings)];
+
+  const noted = [...denies, ...allows];
+  const policy = policyOf(noted);
+  const rules = new SshRuleSet([policy]);
+  warnings.push(
+    ...selfCheck((command) => rules.decideExec(command).decision.action, usage.commands),
+    ...channelSelfCheck(rules, usage.channels),
+    ...fileSelfCheck(rules, usage.fileOperations),
+  );
+  return { workload, target: t.target, policy, ruleNotes: noted.map((n) => n.note), warnings };
+}
+
+// --- exec
+
+/** The distinct parts of the exec commands that ran, and the commands only their whole text can allow. */
+function execUse(commands: CommandUse[], warnings: string[]): ExecUse {
+  const parts = new Map<string, ExecPart>();
+  const byText: CommandUse[] = [];
+  for (const use of commands) {
+    const runs = use.allowed + use.approved;
+    if (runs === 0) continue;
+    const analysis = analyzeShellCommand(use.command);
+    if (analysis.error !== undefined || !analysis.parts.length) {
+      warnings.push(`ran, but the shell analysis cannot read it now, so no rule allows it: ${oneLine(use.command)}`);
+      continue;
+    }
+    if (analysis.parts.some((p) => hasGlobCharacter(p.text))) {
+      byText.push(use);
+      continue;
+    }
+    for (const p of analysis.parts) {
+      let part = parts.get(p.text);
+      if (!part) parts.set(p.text, (part = { text: p.text, program: p.program, prefix: commandPrefix(p), dynamic: p.dynamic !== undefined, runs: 0 }));
+      part.runs += runs;
+    }
+  }
+  return { parts: [...parts.values()], byText };
+}
+
+/** The program and its words up to and including the first operand: "git log" of "git log -n 5". */
+function commandPrefix(part: ShellPart): string {
+  const operand = part.args.findIndex((a) => !(a.startsWith('-') && a.length > 1));
+  return operand < 0 ? part.text : [part.program, ...part.args.slice(0, operand + 1)].join(' ');
+}
+
+/** Prefixes run with WIDEN_AT or more distinct texts, unless kept exact. Dynamic parts stay exact. */
+function widenedPrefixes(parts: ExecPart[], exact: Set<string>): Set<string> {
+  const texts = new Map<string, number>();
+  for (const p of parts) if (!p.dynamic) texts.set(p.prefix, (texts.get(p.prefix) ?? 0) + 1);
+  return new Set([...texts].filter(([prefix, n]) => n >= WIDEN_AT && !exact.has(prefix)).map(([prefix]) => prefix));
+}
+
+/** One allow rule per program, the most run first, then the commands allowed by their text. */
+function execRules(exec: ExecUse, exact: Set<string>): NotedRule[] {
+  const wide = widenedPrefixes(exec.parts, exact);
+  const programs = new Map<string, ExecPart[]>();
+  for (const p of exec.parts) programs.set(p.program, [...(programs.get(p.program) ?? []), p]);
+  const totalRuns = (ps: ExecPart[]) => ps.reduce((n, p) => n + p.runs, 0);
+  const ordered = [...programs].sort(([a, pa], [b, pb]) => totalRuns(pb) - totalRuns(pa) || compareText(a, b));
+  const byProgram = ordered.map(([program, parts]): NotedRule => {
+    const widened = uniqueSorted(parts.filter((p) => !p.dynamic && wide.has(p.prefix)).map((p) => p.prefix));
+    const globs = uniqueSorted(parts.map((p) => (!p.dynamic && wide.has(p.prefix) ? `${p.prefix} *` : p.text)));
+    const what = PART_LABELS[program] ?? `program ${JSON.stringify(program)}`;
+    const more = widened.length ? `; any further arguments after ${widened.map((w) => JSON.stringify(w)).join(', ')} (each ran with ${WIDEN_AT} or more)` : '';
+    return { rule: { action: 'allow', match: { commands: globs } }, note: `${what}: ${runs(totalRuns(parts))} of ${plural(parts.length, 'distinct part')}${more}` };
+  });
+  const byText = exec.byText.map((use): NotedRule => ({
+    rule: { action: 'allow', match: { channels: ['exec'], pattern: exactPattern(use.command) } },
+    note: `${runs(use.allowed + use.approved)} of a command with glob characters, allowed by its exact text only`,
+  }));
+  return [...byProgram, ...byText];
+}
+
+/** Exec commands refused in the period (denied, or held and never run) that the rules would run. */
+function execLeaks(rules: SshRuleSet, commands: CommandUse[]): CommandUse[] {
+  return commands.filter((use) => {
+    if (use.allowed + use.approved > 0 || use.denied + use.held === 0) return false;
+    const now = rules.decideExec(use.command).decision.action;
+    return use.denied > 0 ? now !== 'deny' : now === 'allow';
+  });
+}
+
+/** The widened prefixes that cover a part of the command. */
+function widenedHits(wide: Set<string>, command: string): string[] {
+  const parts = analyzeShellCommand(command).parts;
+  return [...wide].filter((prefix) => parts.some((p) => (p.dynamic ? (p.staticPrefix ?? '').startsWith(`${prefix} `) : p.text === prefix || p.text.startsWith(`${prefix} `))));
+}
+
+/** What is left are refused commands made of parts that ran each on their own: denied by their text. */
+function execTextDenies(leaks: CommandUse[]): NotedRule[] {
+  return leaks.map((use) => ({
+    rule: { action: 'deny', match: { channels: ['exec'], pattern: exactPattern(use.command) }, message: REFUSED },
+    note: 'refused in the period, though each of its parts is allowed on its own: denied by its exact text',
+  }));
+}
+
+// --- channels
+
+/** Shell and forwardings: allowed only when used and allowed. */
+function channelRules(channels: ChannelUse[]): NotedRule[] {
+  return WHOLE_CHANNELS.flatMap((kind): NotedRule[] => {
+    const c = channels.find((x) => x.kind === kind);
+    return c && c.allowed > 0 ? [{ rule: { action: 'allow', match: { channels: [kind] } }, note: channelNote(c) }] : [];
+  });
+}
+
+function channelNote(c: ChannelUse): string {
+  if (c.kind === 'shell') return `interactive shell, allowed ${times(c.allowed)}: whatever is typed in it runs, the command rules do not apply to it`;
+  const asked = c.requests.slice(0, NAMED_REQUESTS).map((r) => r.name).join(', ');
+  return `${c.kind}, allowed ${times(c.allowed)}, to any destination (asked for: ${asked}${c.requests.length > NAMED_REQUESTS ? ', …' : ''})`;
+}
+
+function channelSelfCheck(rules: SshRuleSet, channels: ChannelUse[]): string[] {
+  const warnings: string[] = [];
+  for (const c of channels) {
+    const kind = WHOLE_CHANNELS.find((k) => k === c.kind);
+    if (!kind) continue;
+    const now = rules.decideChannel(kind).action;
+    if (c.allowed > 0 && c.denied + c.held > 0) warnings.push(`${kind} was both allowed and refused in the period (did the policy change?); now ${now}`);
+    else if (c.allowed > 0 && now !== 'allow') warnings.push(`${kind} was allowed, now ${now}`);
+    else if (c.allowed === 0 && now === 'allow') warnings.push(`${kind} was refused, now allowed`);
+  }
+  return warnings;
+}
+
+// --- sftp paths
+
+/** What the allowed sftp operations needed: directories for content, exact paths for the rest. */
+function pathGrants(ops: FileOperation[]): PathGrant[] {
+  const raw: PathGrant[] = [];
+  for (const o of ops) {
+    if (!o.allowed) continue;
+    for (const a of normalAccesses(o)) {
+      const dir = CONTENT_OPS.has(o.op) ? parentOf(a.path) : undefined;
+      raw.push(dir === undefined ? { access: a.access, path: a.path, inDirectory: false } : { access: a.access, path: dir, inDirectory: true });
+    }
+  }
+  return tidyGrants(raw);
+}
+
+/** Crowded directories become directory grants; exact paths a directory grant covers are dropped. */
+function tidyGrants(raw: PathGrant[]): PathGrant[] {
+  const grants = new Map(raw.map((g) => [grantKey(g), g]));
+  const crowds = new Map<string, { dir: PathGrant; n: number }>();
+  for (const g of grants.values()) {
+    const dir = directoryOf(g);
+    if (!dir) continue;
+    const crowd = crowds.get(grantKey(dir)) ?? { dir, n: 0 };
+    crowd.n++;
+    crowds.set(grantKey(dir), crowd);
+  }
+  for (const { dir, n } of crowds.values()) if (n > MAX_EXACT_PER_DIR) grants.set(grantKey(dir), dir);
+  return [...grants.values()]
+    .filter((g) => {
+      const dir = directoryOf(g);
+      return !dir || !grants.has(grantKey(dir));
+    })
+    .sort((a, b) => compareText(a.access, b.access) || compareText(grantGlob(a), grantGlob(b)));
+}
+
+/** Reads, then writes; paths with glob characters in a rule of their own, by regular expression. */
+function pathRules(grants: PathGrant[]): NotedRule[] {
+  return (['read', 'write'] as const).flatMap((access): NotedRule[] => {
+    const mine = grants.filter((g) => g.access === access);
+    const plain = mine.filter((g) => !hasGlobCharacter(g.path));
+    const special = mine.filter((g) => hasGlobCharacter(g.path));
+    const verb = access === 'read' ? 'reads' : 'writes';
+    const rules: NotedRule[] = [];
+    if (plain.length) {
+      rules.push({
+        rule: { action: 'allow', match: pathMatch(plain, access) },
+        note: `sftp ${verb}: any file directly in the directories whose files it ${access === 'read' ? 'read' : 'wrote'} (dir/*), other paths exactly as used`,
+      });
+    }
+    if (special.length) rules.push({ rule: { action: 'allow', match: pathMatch(special, access) }, note: `sftp ${verb} of paths with glob characters, by regular expression` });
+    return rules;
+  });
+}
+
+/** A `paths` match for grants of one access: globs, or for paths holding `*` or `?` an anchored expression. */
+function pathMatch(grants: PathGrant[], access: PathAccess): RuleDef['match'] {
+  if (!grants.some((g) => hasGlobCharacter(g.path))) return { channels: ['sftp'], paths: grants.map(grantGlob), access };
+  return { channels: ['sftp'], paths: ['**'], access, pattern: `^(?:${grants.map(grantRegex).join('|')})$` };
+}
+
+/** Refused sftp operations whose every path check the rules would allow. */
+function pathLeaks(rules: SshRuleSet, ops: FileOperation[]): FileOperation[] {
+  return ops.filter((o) => !o.allowed && allowedNow(rules, o) === true);
+}
+
+/** A leaking operation is denied by a path it touched that no allowed operation needed. */
+function pathDenies(leaks: FileOperation[], ops: FileOperation[], warnings: string[]): NotedRule[] {
+  const needed = new Set(ops.filter((o) => o.allowed).flatMap(normalAccesses).map(accessKey));
+  const denies = new Map<string, NotedRule>();
+  for (const o of leaks) {
+    const free = normalAccesses(o).find((a) => !needed.has(accessKey(a)));
+    if (!free) {
+      warnings.push(`sftp ${o.op} of ${describePaths(o)} was refused in the period, but allowed operations needed the same paths: allowed here`);
+      continue;
+    }
+    const grant = { access: free.access, path: free.path, inDirectory: false };
+    denies.set(accessKey(free), {
+      rule: { action: 'deny', match: pathMatch([grant], free.access), message: REFUSED },
+      note: `sftp ${o.op} refused in the period, though its directory is allowed: denied by its exact path`,
+    });
+  }
+  return [...denies.values()];
+}
+
+function fileSelfCheck(rules: SshRuleSet, ops: FileOperation[]): string[] {
+  const warnings: string[] = [];
+  for (const o of ops) {
+    const now = allowedNow(rules, o);
+    if (now === undefined) continue;
+    if (o.allowed && !now) warnings.push(`sftp ${o.op} of ${describePaths(o)} was allowed, now denied`);
+    else if (!o.allowed && now) warnings.push(`sftp ${o.op} of ${describePaths(o)} was refused, now allowed`);
+  }
+  return warnings;
+}
+
+/** Whether the rules allow every path check of the operation; undefined when it has none. */
+function allowedNow(rules: SshRuleSet, o: FileOperation): boolean | undefined {
+  const checks = fileAccesses(o);
+  return checks.length ? checks.every((a) => rules.decidePath(a.access, a.path).action === 'allow') : undefined;
+}
+
+/** The operation's path checks with paths as the engine normalises them; one it cannot is left out (always refused). */
+function normalAccesses(o: FileOperation): { access: PathAccess; path: string }[] {
+  return fileAccesses(o).flatMap((a) => {
+    const normal = normalizePath(a.path);
+    return 'path' in normal ? [{ access: a.access, path: normal.path }] : [];
+  });
+}
+
+/** The directory a normalised path is in; none for "/" and ".". */
+function parentOf(path: string): string | undefined {
+  if (path === '/' || path === '.') return undefined;
+  const slash = path.lastIndexOf('/');
+  return slash < 0 ? '.' : slash === 0 ? '/' : path.slice(0, slash);
+}
+
+/** The directory grant that would cover an exact grant. */
+function directoryOf(g: PathGrant): PathGrant | undefined {
+  const parent = g.inDirectory ? undefined : parentOf(g.path);
+  return parent === undefined ? undefined : { access: g.access, path: parent, inDirectory: true };
+}
+
+function grantGlob(g: PathGrant): string {
+  if (!g.inDirectory) return g.path;
+  return g.path === '.' ? '*' : g.path === '/' ? '/*' : `${g.path}/*`;
+}
+
+/** The grant as an unanchored regular expression on normalised paths. */
+function grantRegex(g: PathGrant): string {
+  const path = escapeRegex(g.path);
+  if (!g.inDirectory) return path;
+  return g.path === '.' ? '[^/]+' : g.path === '/' ? '/[^/]+' : `${path}/[^/]+`;
+}
+
+const grantKey = (g: PathGrant) => `${g.access}\u0000${g.inDirectory ? 'dir' : 'path'}\u0000${g.path}`;
+const accessKey = (a: { access: PathAccess; path: string }) => `${a.access}\u0000${a.path}`;
+
+function describePaths(o: FileOperation): string {
+  return o.path2 === undefined ? JSON.stringify(o.path) : `${JSON.stringify(o.path)} and ${JSON.stringify(o.path2)}`;
+}
+
+/** `*` and `?` are the wildcards of command and path globs, which have no escapes. */
+function hasGlobCharacter(text: string): boolean {
+  return /[*?]/.test(text);
 }
 
 // ---------------------------------------------------------------------------
@@ -405,7 +793,11 @@ function compareFunctionPatterns(a: string, b: string): number {
 }
 
 function exactPattern(text: string): string {
-  return `^${text.replace(/[\\^$.*+?()[\]{}|/]/g, '\\$&')}$`;
+  return `^${escapeRegex(text)}$`;
+}
+
+function escapeRegex(text: string): string {
+  return text.replace(/[\\^$.*+?()[\]{}|/]/g, '\\$&');
 }
 
 // ---------------------------------------------------------------------------
@@ -454,6 +846,8 @@ function allowNote(g: RuleGroup): string {
 }
 
 const runs = (n: number) => `${n} run${n === 1 ? '' : 's'}`;
+const times = (n: number) => (n === 1 ? 'once' : `${n} times`);
+const plural = (n: number, noun: string) => `${n} ${noun}${n === 1 ? '' : 's'}`;
 
 function distinct(g: RuleGroup): string {
   const n = new Set(g.footprints.map((f) => f.text)).size;

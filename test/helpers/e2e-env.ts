@@ -66,7 +66,7 @@ export class E2EEnv {
 agents:
   cgroup: ${this.agents}
 proxy:
-  ports: { postgres: ${this.opts.proxyPort}, ssh: ${this.opts.proxyPort + 1000} }
+  ports: { postgres: ${this.opts.proxyPort}, ssh: ${this.opts.proxyPort + 1000}, kubernetes: ${this.opts.proxyPort + 2000} }
   loginTimeout: 2s
 bpf:
   pinDir: ${this.pinDir}
@@ -104,6 +104,9 @@ audit:
   file: ${this.auditFile}
 ssh:
   hostKey: ${this.root}/etc/ssh_host_ed25519_key
+tls:
+  caCert: ${this.root}/etc/node-ca.crt
+  caKey: ${this.root}/etc/node-ca.key
 recording:
   dir: ${this.recordingsDir}
   key: { file: ${this.recordingKey} }

@@ -61,8 +61,8 @@ describe('parseConfig: happy path', () => {
     const c = parseConfig(BASE, 'interlock.yaml');
     expect(c.source).toBe(resolve('interlock.yaml'));
     expect(c.agents).toEqual({ cgroup: '/agents.slice' });
-    expect(c.proxy).toEqual({ ports: { postgres: 15432, ssh: 15422 }, loginTimeoutMs: 30_000 });
-    expect(c.intercept).toEqual({ ports: { postgres: [5432], ssh: [22] } });
+    expect(c.proxy).toEqual({ ports: { postgres: 15432, ssh: 15422, kubernetes: 15443 }, loginTimeoutMs: 30_000 });
+    expect(c.intercept).toEqual({ ports: { postgres: [5432], ssh: [22], kubernetes: [6443] } });
     expect(c.bpf).toEqual({ pinDir: '/sys/fs/bpf/interlock' });
     expect(c.control).toEqual({ socket: '/run/interlock/control.sock' });
     expect(c.workloads).toEqual([
@@ -130,7 +130,7 @@ policies:
 `,
       '/etc/interlock.yaml',
     );
-    expect(c.proxy).toEqual({ ports: { postgres: 16000, ssh: 15422 }, loginTimeoutMs: 120_000 });
+    expect(c.proxy).toEqual({ ports: { postgres: 16000, ssh: 15422, kubernetes: 15443 }, loginTimeoutMs: 120_000 });
     expect(c.intercept.ports.postgres).toEqual([5432, 6432]);
     expect(c.bpf.pinDir).toBe('/sys/fs/bpf/x');
     expect(c.control.socket).toBe('/tmp/c.sock');
@@ -174,7 +174,7 @@ describe('parseConfig: errors name file, line and field', () => {
 
   it('unknown key inside rules[].match', () => {
     expectError(edit('match: { statements', 'match: { tables: [x], statements'), 20, 'policies[0].rules[0].match.tables',
-      /unknown field \(expected one of: statements, relations, access, functions, pattern, commands, channels, paths\)/);
+      /unknown field \(expected one of: statements, relations, access, functions, pattern, commands, channels, paths, verbs, apiGroups, resources, namespaces, names\)/);
   });
 
   it('wrong type says what was expected and found', () => {
@@ -209,7 +209,7 @@ describe('parseConfig: errors name file, line and field', () => {
     expectError(edit('cgroup: /agents.slice\n', 'cgroup: agents.slice\n'), 2, 'agents.cgroup', /must start with \//);
     expectError(edit('cgroup: /agents.slice\n', 'cgroup: /agents.slice/../x\n'), 2, 'agents.cgroup', /'\.\.'/);
     expectError(edit('protocol: postgres', 'protocol: mysql'), 9, 'targets[0].protocol',
-      /unknown protocol "mysql" \(valid: postgres, ssh\)/);
+      /unknown protocol "mysql" \(valid: postgres, ssh, kubernetes\)/);
     expectError(edit('- name: report-bot', '- name: unknown'), 4, 'workloads[0].name', /reserved/);
     expectError(edit('- name: report-bot', '- name: "report bot"'), 4, 'workloads[0].name', /not a valid name/);
     expectError(edit('match: { cgroup: /agents.slice/report-bot.service }', 'match: {}'), 5, 'workloads[0].match',

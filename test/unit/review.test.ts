@@ -4,8 +4,9 @@ import type { PolicyDef } from '../../src/config/types.js';
 import { policiesFor } from '../../src/policy/access.js';
 import { initAnalysis } from '../../src/policy/analysis.js';
 import { RuleSet } from '../../src/policy/rules.js';
-import type { RecordedEvent, Recording, StartEvent } from '../../src/recording/events.js';
-import { aggregate, type ReviewData, type TargetReview } from '../../src/review/aggregate.js';
+import { SshRuleSet, type SshChannelKind } from '../../src/policy/ssh-rules.js';
+import type { FileEvent, RecordedEvent, Recording, StartEvent } from '../../src/recording/events.js';
+import { aggregate, fileAccesses, type ReviewData, type SshUsage, type TargetReview } from '../../src/review/aggregate.js';
 import { renderHtml, renderMarkdown } from '../../src/review/render.js';
 import { suggest, suggestedPolicyYaml, suggestPolicies } from '../../src/review/suggest.js';
 
@@ -114,9 +115,14 @@ workloads:
   - { name: report-bot, match: { cgroup: /agents.slice/report-bot.service }, groups: [analysts] }
   - { name: etl, match: { cgroup: /agents.slice/etl.service } }
   - { name: other-bot, match: { cgroup: /agents.slice/other-bot.service } }
+  - { name: deploy-bot, match: { cgroup: /agents.slice/deploy-bot.service } }
 targets:
   - { name: orders-db, protocol: postgres, address: 127.0.0.3:5432, upstream: { user: app } }
   - { name: billing-db, protocol: postgres, address: 127.0.0.4:5432, upstream: { user: app } }
+  - name: web-1
+    protocol: ssh
+    address: 127.0.0.5:22
+    upstream: { user: deploy, privateKey: { file: /etc/interlock/web-1.key }, knownHosts: { file: /etc/interlock/web-1.known_hosts } }
 `;
 
 function loadSuggested(yaml: string): PolicyDef[] {
@@ -175,7 +181,7 @@ describe('aggregate', () => {
 
   it('re-analyses what ran: statement kinds, relations with read/write, functions', () => {
     const usage = target(data(), 'report-bot', 'orders-db').usage!;
-    expect(usage.protocol).toBe('postgres');
+    if (usage.protocol !== 'postgres') throw new Error('expected PostgreSQL usage');
     expect(Object.fromEntries(usage.kinds.map((k) => [k.name, k.count]))).toEqual({
       select: 6, // orders ×2, customers, SELECT 1, the CTE, the UPDATE's subquery
       transaction: 2,
@@ -402,6 +408,307 @@ describe('render', () => {
     expect(html).toContain('<svg');
     expect(html).toMatch(/<rect class="denied"[^>]*><title>2025-03-11: 2 denied<\/title><\/rect>/);
     expect(html).toMatch(/<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">/);
+    expect(unbalancedTags(html)).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// SSH
+
+const sshDecision = (t: number, via: string, command: string, action: 'allow' | 'deny', rule?: string, message?: string): Event =>
+  ({ k: 'decision', t, command, via, kinds: [via], action, ...(rule ? { rule } : {}), ...(message ? { message } : {}) });
+const ran = (t: number, command: string) => sshDecision(t, 'exec', command, 'allow');
+const refused = (t: number, command: string, rule?: string) => sshDecision(t, 'exec', command, 'deny', rule, rule ? `denied by rule ${rule}` : 'no rule allows it');
+const fileOp = (t: number, op: string, path: string, access: 'read' | 'write', allowed = true, extra: Partial<FileEvent> = {}): Event =>
+  ({ k: 'file', t, op, path, access, allowed, ...(allowed ? {} : { message: `interlock: no rule allows ${access === 'read' ? 'reading' : 'writing'} "${path}"` }), ...extra });
+const transfer = (t: number, path: string, direction: 'upload' | 'download', bytes: number): Event =>
+  ({ k: 'file', t, op: 'close', path, access: direction === 'upload' ? 'write' : 'read', allowed: true, direction, bytes });
+
+const deployBot = (at: number, events: Event[]) => recording({ at, workload: 'deploy-bot', target: 'web-1', protocol: 'ssh' }, events);
+
+const GLOB_LS = 'ls /srv/app/*.conf';
+const TAIL_TO_TMP = 'tail -n 100 /var/log/app.log > /tmp/app-tail.log';
+
+/** What deploy-bot did on web-1: commands, a shell, sftp downloads and uploads, and some refusals. */
+function deployBotRecordings(): Recording[] {
+  return [
+    deployBot(MAR_10, [
+      ran(10, 'uptime'),
+      ran(20, 'systemctl status nginx'),
+      ran(30, 'systemctl status app'),
+      ran(40, 'systemctl status redis'),
+      ran(50, 'cat /var/log/app.log | grep -c ERROR'),
+      ran(60, 'uptime'),
+      ran(70, GLOB_LS),
+      ran(80, 'echo $HOME'),
+      ran(90, TAIL_TO_TMP),
+      ran(95, 'git status'),
+      refused(100, 'rm -rf /srv/app', 'ops#1'),
+      refused(110, 'curl http://example.com/install.sh'),
+      // refused, though each part ran on its own (the policy was stricter then)
+      refused(120, 'uptime && git status', 'ops#2'),
+      sshDecision(130, 'shell', '(interactive shell)', 'allow'),
+      sshDecision(140, 'port-forward', '10.0.0.5:5432', 'deny', undefined, 'port forwarding is not allowed'),
+    ]),
+    deployBot(MAR_10 + HOUR, [
+      sshDecision(10, 'sftp', 'sftp', 'allow'),
+      fileOp(11, 'realpath', '.', 'read'),
+      fileOp(12, 'opendir', '/srv/app/releases', 'read'),
+      fileOp(13, 'stat', '/srv/app/config', 'read'),
+      fileOp(14, 'open', '/srv/app/config/app.yaml', 'read'),
+      transfer(15, '/srv/app/config/app.yaml', 'download', 1200),
+      fileOp(16, 'open', '/srv/app/uploads/report.csv', 'write'),
+      transfer(17, '/srv/app/uploads/report.csv', 'upload', 5000),
+      fileOp(18, 'mkdir', '/srv/app/uploads/2025', 'write'),
+      fileOp(19, 'posix-rename@openssh.com', '/srv/app/uploads/report.csv', 'write', true, { path2: '/srv/app/uploads/report-final.csv' }),
+      fileOp(20, 'open', '/srv/app/config/secrets.yaml', 'read', false),
+      fileOp(21, 'remove', '/etc/passwd', 'write', false),
+    ]),
+  ];
+}
+
+function sshUsage(t: TargetReview): SshUsage {
+  if (t.usage?.protocol !== 'ssh') throw new Error(`no SSH usage on ${t.target}`);
+  return t.usage;
+}
+
+function sshRulesFor(policies: PolicyDef[], workload: string, targetName: string): SshRuleSet {
+  return new SshRuleSet(policiesFor(policies, { workload, groups: [], uid: 1000 }, targetName));
+}
+
+const execAction = (rs: SshRuleSet, command: string) => rs.decideExec(command).decision.action;
+const pathAction = (rs: SshRuleSet, access: 'read' | 'write', path: string) => rs.decidePath(access, path).action;
+const ALL_CHANNELS: SshChannelKind[] = ['shell', 'sftp', 'port-forward', 'remote-forward', 'agent-forward', 'x11'];
+
+describe('SSH review', () => {
+  const data = () => aggregate(deployBotRecordings(), {});
+  const suggestedRules = (d: ReviewData = data()) => sshRulesFor(loadSuggested(suggestedPolicyYaml(d)), 'deploy-bot', 'web-1');
+
+  it('aggregates exec commands, programs, channels and files', () => {
+    const t = target(data(), 'deploy-bot', 'web-1');
+    const u = sshUsage(t);
+    expect(t.protocol).toBe('ssh');
+    expect(t.counts).toMatchObject({ allowed: 12, denied: 4 });
+    expect(u.commands.every((c) => c.via === 'exec')).toBe(true);
+    expect(u.commands[0]).toMatchObject({ command: 'uptime', allowed: 2, denied: 0 });
+    expect(u.commands.find((c) => c.command === 'rm -rf /srv/app')).toMatchObject({ allowed: 0, denied: 1, rule: 'ops#1' });
+    expect(Object.fromEntries(u.programs.map((p) => [p.name, p.count]))).toEqual({
+      uptime: 2, systemctl: 3, cat: 1, grep: 1, ls: 1, echo: 1, tail: 1, '>': 1, git: 1,
+    });
+    expect(u.unanalysed).toBe(0);
+    expect(u.channels.map((c) => [c.kind, c.allowed, c.denied])).toEqual([
+      ['port-forward', 0, 1],
+      ['sftp', 1, 0],
+      ['shell', 1, 0],
+    ]);
+    expect(u.channels[0]!.requests).toEqual([{ name: '10.0.0.5:5432', count: 1 }]);
+    expect(u.files.find((f) => f.path === '/srv/app/config/app.yaml')).toEqual({
+      path: '/srv/app/config/app.yaml', reads: 1, writes: 0, downloads: 1, downloadedBytes: 1200, uploads: 0, uploadedBytes: 0,
+    });
+    expect(u.files.find((f) => f.path === '/srv/app/uploads/report.csv')).toMatchObject({ writes: 2, uploads: 1, uploadedBytes: 5000 });
+    expect(u.files.find((f) => f.path === '/srv/app/uploads/report-final.csv')).toMatchObject({ writes: 1 });
+    // realpath reads nothing, and refused operations touched nothing
+    expect(u.files.map((f) => f.path)).not.toContain('.');
+    expect(u.files.map((f) => f.path)).not.toContain('/etc/passwd');
+    expect(u.fileOperations.filter((o) => !o.allowed).map((o) => [o.op, o.path, o.access])).toEqual([
+      ['remove', '/etc/passwd', 'write'],
+      ['open', '/srv/app/config/secrets.yaml', 'read'],
+    ]);
+    // denials name what they were about
+    expect(t.denied.map((d) => [d.via, d.command])).toContainEqual(['port-forward', '10.0.0.5:5432']);
+  });
+
+  it('keeps an exec of "sftp" apart from the sftp channel', () => {
+    const t = target(aggregate([deployBot(MAR_10, [ran(1, 'sftp'), sshDecision(2, 'sftp', 'sftp', 'allow')])], {}), 'deploy-bot', 'web-1');
+    expect(t.commands.map((c) => [c.via, c.command, c.allowed])).toEqual([
+      ['exec', 'sftp', 1],
+      ['sftp', 'sftp', 1],
+    ]);
+  });
+
+  it('loads back through parseConfig and decides every recorded exec, channel and file operation as recorded', () => {
+    const rs = suggestedRules();
+    const u = sshUsage(target(data(), 'deploy-bot', 'web-1'));
+    for (const c of u.commands) {
+      const expected = c.allowed ? 'allow' : 'deny';
+      expect([c.command, execAction(rs, c.command)]).toEqual([c.command, expected]);
+    }
+    expect(rs.decideChannel('shell').action).toBe('allow');
+    expect(rs.decideChannel('sftp').action).toBe('allow');
+    expect(rs.decideChannel('port-forward').action).toBe('deny');
+    for (const o of u.fileOperations) {
+      const decisions = fileAccesses(o).map((a) => pathAction(rs, a.access, a.path));
+      if (!decisions.length) continue; // realpath: not decided by path
+      const allowed = decisions.every((d) => d === 'allow');
+      expect([o.op, o.path, allowed]).toEqual([o.op, o.path, o.allowed]);
+    }
+    expect(suggest(data()).suggestions[0]!.warnings).toEqual([]);
+  });
+
+  it('denies commands, channels and paths the workload never used', () => {
+    const rs = suggestedRules();
+    const neverRun = [
+      'rm -rf /',
+      '/bin/rm -rf /srv/app',
+      'uptime -p', // an exact command line with other arguments
+      'systemctl restart nginx', // an allowed program with another first operand
+      'systemctl status nginx; reboot',
+      'git push --force',
+      'cat /etc/shadow',
+      'grep -r password /etc',
+      'ls /srv/app/*.key', // only the exact glob command that ran
+      'ls /srv/app',
+      'echo $PATH', // a run-time word other than the one that ran
+      'tail -n 100 /var/log/app.log > /etc/cron.d/evil',
+      'curl http://example.com/install.sh',
+      'uptime && git status', // refused as a whole in the period
+      'bash -c "rm -rf /"',
+    ];
+    for (const cmd of neverRun) expect([cmd, execAction(rs, cmd)]).toEqual([cmd, 'deny']);
+    for (const kind of ['port-forward', 'remote-forward', 'agent-forward', 'x11'] as const) expect([kind, rs.decideChannel(kind).action]).toEqual([kind, 'deny']);
+    const neverTouched: ['read' | 'write', string][] = [
+      ['read', '/etc/shadow'],
+      ['read', '/srv/app/config/secrets.yaml'], // refused in the period, though its directory is allowed
+      ['write', '/srv/app/config/app.yaml'], // only read
+      ['read', '/srv/app/uploads/report.csv'], // only written
+      ['read', '/srv/app/config/sub/x.yaml'], // below the directory used
+      ['read', '/srv/app/releases/v1/app.tar'], // only listed
+      ['write', '/srv/app/releases'],
+      ['read', '/srv/app'],
+      ['write', '/tmp/app-tail.log'], // a shell redirection's target is not an sftp path
+    ];
+    for (const [access, path] of neverTouched) expect([access, path, pathAction(rs, access, path)]).toEqual([access, path, 'deny']);
+  });
+
+  it('over-grants only as documented: a widened prefix, and files next to the ones used', () => {
+    const rs = suggestedRules();
+    expect(execAction(rs, 'systemctl status postgresql')).toBe('allow'); // "systemctl status *": ran with 3 units
+    expect(execAction(rs, 'systemctl status')).toBe('allow');
+    expect(execAction(rs, 'git status')).toBe('allow'); // once: exact
+    expect(execAction(rs, 'git status --short')).toBe('deny');
+    expect(pathAction(rs, 'read', '/srv/app/config/other.yaml')).toBe('allow'); // "/srv/app/config/*"
+    expect(pathAction(rs, 'write', '/srv/app/uploads/other.csv')).toBe('allow');
+  });
+
+  it('writes exact globs per program, a pattern for glob characters, channels and paths by access', () => {
+    const { suggestions } = suggest(data());
+    expect(suggestions.map((s) => s.policy.name)).toEqual(['suggested-deploy-bot-web-1']);
+    const rules = suggestions[0]!.policy.rules;
+    const commands = (program: string) => rules.find((r) => r.action === 'allow' && r.match.commands?.some((c) => c.startsWith(`${program} `) || c === program))?.match;
+    expect(commands('systemctl')).toEqual({ commands: ['systemctl status *'] });
+    expect(commands('uptime')).toEqual({ commands: ['uptime'] });
+    expect(commands('git')).toEqual({ commands: ['git status'] });
+    expect(commands('echo')).toEqual({ commands: ['echo $HOME'] });
+    expect(commands('>')).toEqual({ commands: ['> /tmp/app-tail.log'] });
+    const byPattern = rules.find((r) => r.action === 'allow' && r.match.pattern !== undefined)!;
+    expect(byPattern.match).toEqual({ channels: ['exec'], pattern: '^ls \\/srv\\/app\\/\\*\\.conf$' });
+    expect(rules.find((r) => r.match.channels?.includes('shell'))?.match).toEqual({ channels: ['shell'] });
+    expect(rules.find((r) => r.action === 'allow' && r.match.access === 'read')?.match).toEqual({
+      channels: ['sftp'],
+      paths: ['/srv/app/config', '/srv/app/config/*', '/srv/app/releases'],
+      access: 'read',
+    });
+    expect(rules.find((r) => r.action === 'allow' && r.match.access === 'write')?.match).toEqual({
+      channels: ['sftp'],
+      paths: ['/srv/app/uploads/*'], // mkdir of uploads/2025 is covered by the directory
+      access: 'write',
+    });
+    // denies first: the refused composite by its text, the refused file by its exact path
+    const firstAllow = rules.findIndex((r) => r.action === 'allow');
+    expect(rules.slice(0, firstAllow)).toEqual([
+      { action: 'deny', match: { channels: ['exec'], pattern: '^uptime && git status$' }, message: 'refused in the reviewed period' },
+      { action: 'deny', match: { channels: ['sftp'], paths: ['/srv/app/config/secrets.yaml'], access: 'read' }, message: 'refused in the reviewed period' },
+    ]);
+    expect(rules.some((r) => r.match.channels?.includes('port-forward'))).toBe(false);
+    expect(suggestedPolicyYaml(data())).toMatch(/# interactive shell, allowed once: whatever is typed in it runs/);
+  });
+
+  it('narrows a widened prefix back to exact command lines when a refused command would pass', () => {
+    const recs = [
+      deployBot(MAR_10, [
+        ran(1, 'git log -1'),
+        ran(2, 'git log --oneline -5'),
+        ran(3, 'git log -n 3'),
+        refused(4, 'git log --output=/etc/cron.d/x'),
+      ]),
+    ];
+    const d = aggregate(recs, {});
+    const rs = suggestedRules(d);
+    expect(execAction(rs, 'git log -1')).toBe('allow');
+    expect(execAction(rs, 'git log --oneline -5')).toBe('allow');
+    expect(execAction(rs, 'git log --output=/etc/cron.d/x')).toBe('deny');
+    expect(execAction(rs, 'git log -2')).toBe('deny'); // no longer widened
+    const s = suggest(d).suggestions[0]!;
+    expect(s.policy.rules).toEqual([{ action: 'allow', match: { commands: ['git log --oneline -5', 'git log -1', 'git log -n 3'] } }]);
+    expect(s.warnings).toEqual([]);
+  });
+
+  it('widens when nothing refused stands in the way, and keeps other first operands out', () => {
+    const rs = suggestedRules(aggregate([deployBot(MAR_10, [ran(1, 'git log -1'), ran(2, 'git log --oneline -5'), ran(3, 'git log -n 3')])], {}));
+    expect(execAction(rs, 'git log -2')).toBe('allow');
+    expect(execAction(rs, 'git push')).toBe('deny');
+    expect(execAction(rs, 'git')).toBe('deny');
+  });
+
+  it('never allows a shell, sftp or a forwarding that was not used and allowed', () => {
+    const rs = suggestedRules(aggregate([deployBot(MAR_10, [ran(1, 'uptime'), sshDecision(2, 'shell', '(interactive shell)', 'deny')])], {}));
+    for (const kind of ALL_CHANNELS) expect([kind, rs.decideChannel(kind).action]).toEqual([kind, 'deny']);
+    expect(pathAction(rs, 'read', '/etc/hostname')).toBe('deny');
+    expect(execAction(rs, 'uptime')).toBe('allow');
+    expect(execAction(rs, 'scp -f /etc/passwd')).toBe('deny');
+  });
+
+  it('allows a path holding glob characters by an anchored expression, not as a glob', () => {
+    const recs = [deployBot(MAR_10, [sshDecision(1, 'sftp', 'sftp', 'allow'), fileOp(2, 'open', '/data/we*rd/a.txt', 'read'), fileOp(3, 'stat', '/data/why?', 'read')])];
+    const rs = suggestedRules(aggregate(recs, {}));
+    expect(pathAction(rs, 'read', '/data/we*rd/a.txt')).toBe('allow');
+    expect(pathAction(rs, 'read', '/data/we*rd/b.txt')).toBe('allow');
+    expect(pathAction(rs, 'read', '/data/weird/a.txt')).toBe('deny');
+    expect(pathAction(rs, 'read', '/data/why?')).toBe('allow');
+    expect(pathAction(rs, 'read', '/data/whyX')).toBe('deny');
+  });
+
+  it('grants a directory crowded with exact paths as the directory, one level deep', () => {
+    const stats = Array.from({ length: 9 }, (_, i) => fileOp(i + 2, 'lstat', `/srv/logs/app-${i}.log`, 'read'));
+    const recs = [deployBot(MAR_10, [sshDecision(1, 'sftp', 'sftp', 'allow'), ...stats, fileOp(20, 'stat', '/srv/other/one', 'read')])];
+    const policy = suggest(aggregate(recs, {})).suggestions[0]!.policy;
+    expect(policy.rules).toEqual([{ action: 'allow', match: { channels: ['sftp'], paths: ['/srv/logs/*', '/srv/other/one'], access: 'read' } }]);
+    const rs = suggestedRules(aggregate(recs, {}));
+    expect(pathAction(rs, 'read', '/srv/logs/app-42.log')).toBe('allow');
+    expect(pathAction(rs, 'read', '/srv/logs/old/app.log')).toBe('deny');
+    expect(pathAction(rs, 'read', '/srv/other/two')).toBe('deny');
+  });
+
+  it('skips an SSH workload whose only allowed use cannot be named by a rule, and says why', () => {
+    const recs = [deployBot(MAR_10, [sshDecision(1, 'sftp', 'sftp', 'allow'), fileOp(2, 'realpath', '.', 'read')])];
+    const { suggestions, skipped } = suggest(aggregate(recs, {}));
+    expect(suggestions).toEqual([]);
+    expect(skipped.join('\n')).toMatch(/deploy-bot on web-1 \(ssh\): nothing it was allowed can be named by a rule \(sftp was opened/);
+  });
+
+  it('comes out the same whatever order the recordings are read in', () => {
+    const recs = deployBotRecordings();
+    expect(suggestedPolicyYaml(aggregate([...recs].reverse(), {}))).toBe(suggestedPolicyYaml(aggregate(recs, {})));
+  });
+
+  it('renders commands, channels and files in markdown and HTML, escaping what agents sent', () => {
+    const recs = [...deployBotRecordings(), deployBot(MAR_10 + 2 * HOUR, [refused(1, "echo '<script>alert(1)</script>' | tee a|b")])];
+    const d = aggregate(recs, {});
+    const yaml = suggestedPolicyYaml(d);
+    const md = renderMarkdown(d, yaml);
+    expect(md).toContain('### Target web-1 (ssh)');
+    expect(md).toMatch(/Programs: `systemctl` 3, `uptime` 2, /);
+    expect(md).toContain('| 2 | 0 | 0 | `uptime` |');
+    expect(md).toContain('| port-forward | 0 | 1 | 0 | `10.0.0.5:5432` 1 |');
+    expect(md).toContain('| `/srv/app/config/app.yaml` | 1 | 0 | 1 (1200 bytes) |  |');
+    expect(md).toContain('| 1 | open | read | `/srv/app/config/secrets.yaml` |');
+    expect(md).toContain("| 0 | 1 | 0 | `echo '<script>alert(1)</script>' \\| tee a\\|b` |");
+    expect(md).toContain('| 1 | port-forward | `10.0.0.5:5432` |');
+    const html = renderHtml(d, yaml);
+    expect(html).not.toContain('<script');
+    expect(html).toContain('&#60;script&#62;alert(1)&#60;/script&#62;');
+    expect(html).toContain('<td>port-forward</td>');
+    expect(html).toContain('<code>/srv/app/uploads/report.csv</code>');
     expect(unbalancedTags(html)).toEqual([]);
   });
 });
