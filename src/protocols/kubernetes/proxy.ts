@@ -97,6 +97,7 @@ export class KubeProxy {
   }
 
   private onConnection(socket: Socket): void {
+    socket.setNoDelay(true);
     const key = `${socket.remoteAddress}:${socket.remotePort}`;
     let conn: KubeConnection;
     try {
@@ -265,7 +266,7 @@ export class KubeProxy {
   private agentFor(target: KubernetesTargetDef): Agent {
     let a = this.agents.get(target.name);
     if (!a) {
-      a = new Agent({ keepAlive: true, maxSockets: 64, ...tlsOptions(target) });
+      a = new Agent({ keepAlive: true, maxSockets: 64, noDelay: true, ...tlsOptions(target) } as ConstructorParameters<typeof Agent>[0]);
       this.agents.set(target.name, a);
     }
     return a;
