@@ -19,7 +19,10 @@ export type AuditEvent =
   | 'daemon.stop'
   | 'recording.retention'
   | 'command'
-  | 'file';
+  | 'file'
+  | 'approval.requested'
+  | 'approval.decided'
+  | 'approval.notify-failed';
 
 export interface Audit {
   event(event: AuditEvent, fields?: Record<string, unknown>): void;

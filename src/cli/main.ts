@@ -28,6 +28,9 @@ const USAGE = `usage: interlock <command> [options] [--config FILE]
   export ID --format jsonl|asciicast                       a recording in a standard format
   review [--since 30d] [--format md|html]                  access review with a suggested policy
 
+  approvals list | show ID                                 held commands (needs your OIDC login)
+  approvals approve ID [--window 30m] | reject ID --reason R   decide one (device flow, or --token-file)
+
   --config FILE   default ${DEFAULT_CONFIG}
 `;
 
@@ -55,6 +58,10 @@ const commands: Record<string, Command> = {
   doctor: configOnly(doctorCommand),
   'ssh-known-hosts': configOnly(sshKnownHostsCommand),
   kubeconfig: { options: { target: { type: 'string' } }, run: kubeconfigCommand },
+  approvals: {
+    options: { window: { type: 'string' }, reason: { type: 'string' }, 'token-file': { type: 'string' }, all: { type: 'boolean' } },
+    run: async (ctx) => (await import('./approvals.js')).approvalsCommand(ctx),
+  },
   sessions: { options: { workload: { type: 'string' }, target: { type: 'string' }, since: { type: 'string' } }, run: recordings('sessionsCommand') },
   replay: { options: { speed: { type: 'string' }, instant: { type: 'boolean' } }, run: recordings('replayCommand') },
   verify: { options: { all: { type: 'boolean' } }, run: recordings('verifyCommand') },

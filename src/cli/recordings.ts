@@ -9,6 +9,7 @@ import { loadRecordingKey } from '../recording/key.js';
 import { listStored, readRecording } from '../recording/store.js';
 import { summarize, formatSessionTable, formatSessionDetail } from '../recording/summary.js';
 import { renderPostgresReplay } from '../recording/replay/postgres.js';
+import { renderKubernetesReplay } from '../recording/replay/kubernetes.js';
 import { playTerminal } from '../recording/replay/terminal.js';
 import { toAsciicast, toJsonLines } from '../recording/export.js';
 import { aggregate } from '../review/aggregate.js';
@@ -79,6 +80,8 @@ export async function replayCommand(ctx: CommandContext): Promise<number> {
     const speed = ctx.values.speed === undefined ? 1 : Number(ctx.values.speed);
     if (!(speed > 0)) throw new UsageError('--speed needs a positive number');
     await playTerminal(rec, { speed, instant: ctx.values.instant === true, write: (s) => process.stdout.write(s) });
+  } else if (protocol === 'kubernetes') {
+    process.stdout.write(renderKubernetesReplay(rec));
   } else {
     process.stdout.write(renderPostgresReplay(rec));
   }

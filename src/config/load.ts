@@ -20,6 +20,7 @@ import type {
   RuleDef,
   SshUpstream,
   KubernetesUpstream,
+  ApprovalsConfig,
   SecretRef,
   TargetDef,
   WorkloadDef,
@@ -142,7 +143,7 @@ export function parseHostPort(s: string, field = 'address', opts: { hostnames?: 
 // ---------------------------------------------------------------------------
 // The config tree
 
-const TOP_KEYS = ['agents', 'proxy', 'intercept', 'bpf', 'control', 'workloads', 'targets', 'policies', 'audit', 'recording', 'ssh', 'tls'];
+const TOP_KEYS = ['agents', 'proxy', 'intercept', 'bpf', 'control', 'workloads', 'targets', 'policies', 'audit', 'recording', 'ssh', 'tls', 'approvals'];
 
 function buildConfig(raw: unknown, source: string): InterlockConfig {
   const top = fields(raw ?? {}, '', TOP_KEYS, 'a mapping at the top level');
@@ -188,7 +189,39 @@ function buildConfig(raw: unknown, source: string): InterlockConfig {
   const tlsFields = top.sub('tls', ['caCert', 'caKey']);
   const tls = { caCert: tlsFields.opt('caCert', absPath, '/etc/interlock/node-ca.crt'), caKey: tlsFields.opt('caKey', absPath, '/etc/interlock/node-ca.key') };
 
-  return { source, agents, proxy, intercept, bpf, control, workloads, targets, policies, audit, recording, ssh, tls };
+  const approvals = top.has('approvals') ? approvalsConfig(top.sub('approvals', ['store', 'oidc', 'webhooks', 'link'])) : undefined;
+
+  return { source, agents, proxy, intercept, bpf, control, workloads, targets, policies, audit, recording, ssh, tls, approvals };
+}
+
+function approvalsConfig(a: Fields): ApprovalsConfig {
+  const oidc = a.req('oidc', (v, f) => {
+    const o = fields(v, f, ['issuer', 'clientId', 'groupsClaim', 'scope']);
+    return {
+      issuer: o.req('issuer', url),
+      clientId: o.req('clientId', str),
+      groupsClaim: o.opt('groupsClaim', str, 'groups'),
+      scope: o.opt('scope', str, 'openid profile email groups'),
+    };
+  });
+  return {
+    store: a.opt('store', absPath, '/var/lib/interlock/approvals.jsonl'),
+    oidc,
+    webhooks: a.opt('webhooks', list((v, f) => ({ url: fields(v, f, ['url']).req('url', url) })), []),
+    link: a.opt('link', url),
+  };
+}
+
+function url(v: unknown, f: string): string {
+  const s = str(v, f, 'a URL');
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    fail(f, `"${s}" is not a URL`);
+  }
+  if (u.protocol !== 'https:' && !(u.protocol === 'http:' && /^(127\.|\[::1\]|localhost$)/.test(u.hostname))) fail(f, `"${s}" must be https (http only on loopback)`);
+  return s;
 }
 
 function recordingConfig(r: Fields): RecordingConfig {

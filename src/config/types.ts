@@ -152,6 +152,18 @@ export interface InterlockConfig {
     caCert: string;
     caKey: string;
   };
+  /** holding commands for a human's approval; undefined: `approve` rules refuse ("approval required") */
+  approvals?: ApprovalsConfig;
+}
+
+export interface ApprovalsConfig {
+  /** durable record of requests (JSON lines, 0600; default /var/lib/interlock/approvals.jsonl) */
+  store: string;
+  /** who may approve: humans with an ID token from this issuer for this client, in a rule's approver group */
+  oidc: { issuer: string; clientId: string; groupsClaim: string; scope: string };
+  webhooks: { url: string }[];
+  /** a link base shown in notifications (e.g. an approvals page) */
+  link?: string;
 }
 
 export interface RecordingConfig {

@@ -29,10 +29,17 @@ export interface DaemonStatus {
 
 const MAX_REQUEST = 64 * 1024;
 
+/** More operations than status, each answering a parsed request (approvals). */
+export type ControlHandler = (req: Record<string, unknown>) => Promise<unknown> | unknown;
+
 export class ControlServer {
   private server?: Server;
 
-  constructor(private readonly path: string, private readonly status: () => DaemonStatus) {}
+  constructor(
+    private readonly path: string,
+    private readonly status: () => DaemonStatus,
+    private readonly handlers: Record<string, ControlHandler> = {},
+  ) {}
 
   listen(): Promise<void> {
     mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
@@ -46,7 +53,7 @@ export class ControlServer {
         if (buf.length > MAX_REQUEST) return void c.destroy();
         const nl = buf.indexOf('\n');
         if (nl < 0) return;
-        c.end(`${JSON.stringify(this.handle(buf.slice(0, nl)))}\n`);
+        void this.handle(buf.slice(0, nl)).then((answer) => c.end(`${JSON.stringify(answer)}\n`));
       });
     });
     this.server = server;
@@ -59,13 +66,20 @@ export class ControlServer {
     });
   }
 
-  private handle(line: string): unknown {
+  private async handle(line: string): Promise<unknown> {
+    let req: Record<string, unknown>;
     try {
-      const req = JSON.parse(line) as { op?: string };
-      if (req.op === 'status') return { ok: true, status: this.status() };
-      return { ok: false, error: `unknown op ${JSON.stringify(req.op)}` };
+      req = JSON.parse(line) as Record<string, unknown>;
     } catch {
       return { ok: false, error: 'request is not JSON' };
+    }
+    if (req.op === 'status') return { ok: true, status: this.status() };
+    const handler = typeof req.op === 'string' ? this.handlers[req.op] : undefined;
+    if (!handler) return { ok: false, error: `unknown op ${JSON.stringify(req.op)}` };
+    try {
+      return { ok: true, ...((await handler(req)) as object) };
+    } catch (e) {
+      return { ok: false, error: (e as Error).message };
     }
   }
 
@@ -79,13 +93,13 @@ export class ControlServer {
 }
 
 /** Asks a running daemon; rejects when none answers on `path`. */
-export function controlRequest(path: string, op: string, timeoutMs = 3000): Promise<unknown> {
+export function controlRequest(path: string, op: string, timeoutMs = 3000, fields: Record<string, unknown> = {}): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const c = createConnection(path);
     let buf = '';
     c.setEncoding('utf8');
     c.setTimeout(timeoutMs, () => c.destroy(new Error('the daemon did not answer in time')));
-    c.on('connect', () => c.write(`${JSON.stringify({ op })}\n`));
+    c.on('connect', () => c.write(`${JSON.stringify({ ...fields, op })}\n`));
     c.on('data', (d: string) => (buf += d));
     c.on('error', reject);
     c.on('end', () => {

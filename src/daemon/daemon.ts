@@ -32,6 +32,12 @@ import { KubeProxy, type KubeConnection } from '../protocols/kubernetes/proxy.js
 import { KubeRuleSet } from '../policy/kube-rules.js';
 import { KubeResponseMasker } from '../protocols/kubernetes/masking.js';
 import type { KubernetesTargetDef } from '../config/types.js';
+import { ApprovalError, ApprovalService, type Approver, type HoldContext, type Ticket } from '../approvals/service.js';
+import { ApprovalStore } from '../approvals/store.js';
+import { Webhooks } from '../approvals/webhooks.js';
+import { IdTokenVerifier } from '../identity/oidc.js';
+import { durationMs } from '../config/load.js';
+import type { Decision } from '../policy/rules.js';
 
 /** The loopback address the BPF program rewrites connections to (bpf/interlock.bpf.c). */
 export const PROXY_HOST = '127.0.0.1';
@@ -60,6 +66,8 @@ export class Daemon {
   private readonly servers: Server[] = [];
   private redirect?: Redirect;
   private recordings?: RecordingStore;
+  private approvals?: ApprovalService;
+  private approverTokens?: IdTokenVerifier;
   private control?: ControlServer;
   private admission!: AdmissionDeps;
   private cgroupPath = '';
@@ -81,6 +89,18 @@ export class Daemon {
     if (config.recording.enabled) {
       this.recordings = RecordingStore.open(config.recording);
       this.recordings.startRetention((removed) => this.audit.event('recording.retention', { removed }));
+    }
+    if (config.approvals) {
+      const a = config.approvals;
+      this.approvals = new ApprovalService(new ApprovalStore(a.store), {
+        audit: (event, fields) => this.audit.event(event, fields),
+        webhooks: new Webhooks(a.webhooks, (url, why) => this.audit.event('approval.notify-failed', { url, why })),
+        link: a.link,
+      });
+      this.approverTokens = new IdTokenVerifier({
+        issuer: a.oidc.issuer, audience: a.oidc.clientId, groupsClaim: a.oidc.groupsClaim,
+        workloadClientIds: config.workloads.flatMap((w) => (w as { oidc?: { clientId: string } }).oidc?.clientId ?? []),
+      });
     }
     await initAnalysis();
     this.hostKey = loadHostKey(config.ssh.hostKey, { create: true });
@@ -111,7 +131,7 @@ export class Daemon {
       ...config.intercept.ports.ssh.map((port) => ({ port, proxyPort: config.proxy.ports.ssh, protocol: Protocol.ssh })),
       ...config.intercept.ports.kubernetes.map((port) => ({ port, proxyPort: config.proxy.ports.kubernetes, protocol: Protocol.kubernetes })),
     ]);
-    this.control = new ControlServer(config.control.socket, () => this.status());
+    this.control = new ControlServer(config.control.socket, () => this.status(), this.approvalHandlers());
     await this.control.listen();
     this.audit.event('redirect.attached', { cgroup: config.agents.cgroup, targets: config.targets.map((t) => t.name) });
     this.log.info({ cgroup: config.agents.cgroup, pinDir: config.bpf.pinDir, postgres: `${PROXY_HOST}:${config.proxy.ports.postgres}`, ssh: `${PROXY_HOST}:${config.proxy.ports.ssh}` }, 'interlock ready');
@@ -176,6 +196,7 @@ export class Daemon {
           audit.event(event, fields);
         },
         startRecording: (login) => this.beginRecording(id, 'ssh', a, login),
+        requestApproval: (command, d) => this.askApproval({ session: id, workload: a.identity!.workload, target: a.target!.name, protocol: 'ssh' }, command, d),
         closed: () => this.sessions.delete(id),
       },
     });
@@ -199,6 +220,7 @@ export class Daemon {
     const recording = new LazyRecording(() => this.beginRecording(id, 'kubernetes', a, {}));
     const conn: KubeConnection = {
       target, refusal: a.refusal?.message, judge: enforcement?.judge, masker: enforcement?.masker, recording, requests: 0,
+      requestApproval: (command, d) => this.askApproval({ session: id, workload: a.identity!.workload, target: a.target!.name, protocol: 'kubernetes' }, command, d),
       audit: (event, fields) => {
         if (event === 'command') summary.queries++;
         audit.event(event, fields);
@@ -267,6 +289,7 @@ export class Daemon {
           audit.serialized(event, members);
         },
         startRecording: (login) => this.beginRecording(id, 'postgres', a, login),
+        requestApproval: (command, d) => this.askApproval({ session: id, workload: a.identity!.workload, target: a.target!.name, protocol: 'postgres' }, command, d),
         cancel: (pid, secret) => this.onCancel(pid, secret, a),
         registerCancelKey: (upstreamPid, upstreamSecret) =>
           this.cancelKeys.issue({ sessionId: id, workload: a.identity!.workload, target: a.target!, upstreamPid, upstreamSecret }),
@@ -277,6 +300,49 @@ export class Daemon {
       },
     });
     this.sessions.set(id, { summary, session });
+  }
+
+  /** Holds a command for approval in a session, or says an earlier approval's window covers it. */
+  private askApproval(ctx: HoldContext, command: string, d: Decision): { granted: true } | { ticket: Ticket } | undefined {
+    if (!this.approvals) return undefined;
+    if (this.approvals.granted(ctx.workload, ctx.target, command)) return { granted: true };
+    return { ticket: this.approvals.request(ctx, command, d.approvers ?? [], d.rule, d.timeout ? durationMs(d.timeout) : undefined) };
+  }
+
+  /** The control socket's approval operations: each needs a human's ID token, checked here. */
+  private approvalHandlers() {
+    const who = async (req: Record<string, unknown>): Promise<Approver> => {
+      if (!this.approvals || !this.approverTokens) throw new ApprovalError('approvals are not configured (no approvals.oidc in the config)');
+      if (typeof req.token !== 'string' || !req.token) throw new ApprovalError('an OIDC ID token is required');
+      const h = await this.approverTokens.verify(req.token);
+      return { subject: h.subject, name: h.email ?? h.name ?? h.subject, groups: h.groups };
+    };
+    const id = (req: Record<string, unknown>) => {
+      if (typeof req.id !== 'string') throw new ApprovalError('which request? (an id like apr-…)');
+      return req.id;
+    };
+    return {
+      'approvals.list': async (req: Record<string, unknown>) => {
+        await who(req);
+        return { requests: this.approvals!.list({ all: req.all === true }) };
+      },
+      'approvals.show': async (req: Record<string, unknown>) => {
+        await who(req);
+        const r = this.approvals!.get(id(req));
+        if (!r) throw new ApprovalError(`no approval request ${String(req.id)}`);
+        return { request: r };
+      },
+      'approvals.approve': async (req: Record<string, unknown>) => {
+        const approver = await who(req);
+        const windowMs = typeof req.window === 'string' ? durationMs(req.window) : undefined;
+        return { request: this.approvals!.approve(id(req), approver, windowMs) };
+      },
+      'approvals.reject': async (req: Record<string, unknown>) => {
+        const approver = await who(req);
+        if (typeof req.reason !== 'string' || !req.reason.trim()) throw new ApprovalError('a rejection needs --reason');
+        return { request: this.approvals!.reject(id(req), approver, req.reason) };
+      },
+    };
   }
 
   /** Compiled rules and masking per set of policies, shared by every session they govern (with the verdict cache). */

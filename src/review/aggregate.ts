@@ -10,6 +10,10 @@
  * channel); their usage adds the programs the shell analysis finds in the exec commands that
  * ran, the channels asked for, and the sftp file operations.
  *
+ * Kubernetes decisions are request lines ("GET /api/v1/namespaces/shop/pods"), read again the
+ * way the proxy read them: the usage counts requests by verb, group, resource and namespace as
+ * the rules see them, the commands run in pods, and the URLs that are not API resources.
+ *
  * Pure apart from the SQL parser: initAnalysis() must have completed before aggregate().
  */
 import { analyzeQuery, type FunctionRef, type RelationRef } from '../policy/analysis.js';
@@ -17,6 +21,7 @@ import { analyzeShellCommand } from '../policy/shell.js';
 import { normalizePath } from '../policy/ssh-rules.js';
 import { UNKNOWN_WORKLOAD } from '../identity/workloads.js';
 import type { FileEvent, RecordedEvent, RecordedProtocol, Recording } from '../recording/events.js';
+import { requestInfo, type RequestInfo } from '../protocols/kubernetes/request-info.js';
 
 export interface AggregateOptions {
   /** epoch ms: only events at or after this count */
@@ -143,8 +148,50 @@ export interface SshUsage {
   fileOperations: FileOperation[];
 }
 
-/** Per-protocol usage; Kubernetes adds its own member to this union. */
-export type ProtocolUsage = PostgresUsage | SshUsage;
+/** Kubernetes API requests of one kind, as the rules read them. */
+export interface KubeRequestUse extends ActionCounts {
+  /** the rules' verb: exec, attach and portforward count as create whatever the method */
+  verb: string;
+  /** "" for the core group */
+  apiGroup: string;
+  /** "resource" or "resource/subresource" */
+  resource: string;
+  /** "" for cluster-scoped requests and lists across all namespaces */
+  namespace: string;
+}
+
+/** One distinct command run in the pods of one namespace (pods/exec). */
+export interface KubeExecUse extends ActionCounts {
+  namespace: string;
+  /** the argv shell-quoted into one line, as the rules judge it ("" when the request named no command) */
+  command: string;
+  /** the pods it was asked for, sorted */
+  pods: string[];
+  /** the deciding rule and message of a denial, if it was denied */
+  rule?: string;
+  message?: string;
+}
+
+/** Requests for a URL that is not an API resource: discovery (allowed without a rule), anything else (denied). */
+export interface KubePathUse extends ActionCounts {
+  method: string;
+  path: string;
+}
+
+/** What a workload asked of a Kubernetes API. */
+export interface KubernetesUsage {
+  protocol: 'kubernetes';
+  /** resource requests by verb, group, resource and namespace, most decided first */
+  requests: KubeRequestUse[];
+  /** commands run in pods, most decided first */
+  exec: KubeExecUse[];
+  nonResource: KubePathUse[];
+  /** requests refused as unreadable (an unclean path, a query the server would read otherwise) */
+  invalid: number;
+}
+
+/** Per-protocol usage. */
+export type ProtocolUsage = PostgresUsage | SshUsage | KubernetesUsage;
 
 export interface TargetReview {
   /** the target's name; 'unknown' when the recording names none */
@@ -212,6 +259,7 @@ interface UsageTally {
 const USAGE: { [P in RecordedProtocol]?: () => UsageTally } = {
   postgres: () => ({ add: () => {}, result: postgresUsage }),
   ssh: () => new SshUsageTally(),
+  kubernetes: () => ({ add: () => {}, result: kubernetesUsage }),
 };
 
 /** Protocols whose decisions are keyed by `via` and text: an SSH "sftp" may be an exec command or the channel. */
@@ -292,6 +340,42 @@ export function fileAccesses(o: Pick<FileOperation, 'op' | 'path' | 'path2' | 'a
   const all = [...(o.path2 !== undefined ? [{ path: o.path2, access: 'write' as const }] : []), { path: o.path, access: first }];
   // refused requests without a path (an unsupported extension) touch nothing a rule could name
   return all.filter((a) => a.path !== '');
+}
+
+/** A recorded Kubernetes decision ("METHOD URL") read as the proxy read the request. */
+export function kubeRequestOf(command: string): RequestInfo {
+  const space = command.indexOf(' ');
+  return space < 0 ? requestInfo(command, '') : requestInfo(command.slice(0, space), command.slice(space + 1));
+}
+
+/** pods/exec, pods/attach and pods/portforward: streams into a pod, opened with whatever method */
+export function isPodConnect(info: RequestInfo): boolean {
+  return info.apiGroup === '' && info.resource === 'pods' && ['exec', 'attach', 'portforward'].includes(info.subresource);
+}
+
+/** The verb as the rules read it (kube-rules.ts): opening a stream into a pod is a create, even by GET. */
+export function kubeRuleVerb(info: RequestInfo): string {
+  return isPodConnect(info) && info.verb === 'get' ? 'create' : info.verb;
+}
+
+export function kubeResource(info: RequestInfo): string {
+  return info.subresource ? `${info.resource}/${info.subresource}` : info.resource;
+}
+
+/** Bash reserved words: as a program they are quoted, so the line still runs a program of that name. */
+const RESERVED_WORDS = new Set(['case', 'coproc', 'do', 'done', 'elif', 'else', 'esac', 'fi', 'for', 'function', 'if', 'in', 'select', 'then', 'time', 'until', 'while']);
+
+/**
+ * An exec request's argv as the one shell line the rules judge (kube-rules.ts): every argument
+ * a literal word, quoted where the shell would read it otherwise.
+ */
+export function kubeCommandLine(argv: string[]): string {
+  return argv
+    .map((arg, i) => {
+      const plain = /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg) && !(i === 0 && (arg.includes('=') || RESERVED_WORDS.has(arg)));
+      return plain ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+    })
+    .join(' ');
 }
 
 // ---------------------------------------------------------------------------
@@ -581,6 +665,58 @@ function channelsOf(decisions: CommandUse[]): ChannelUse[] {
   }
   for (const c of channels.values()) byCountThenName(c.requests);
   return [...channels.values()].sort((a, b) => decided(b) - decided(a) || compareText(a.kind, b.kind));
+}
+
+/** Kubernetes requests by what the rules read of them; the exec commands; other URLs. */
+function kubernetesUsage(commands: CommandUse[]): KubernetesUsage {
+  const requests = new Map<string, KubeRequestUse>();
+  const exec = new Map<string, KubeExecUse & { podSet: Set<string> }>();
+  const nonResource = new Map<string, KubePathUse>();
+  let invalid = 0;
+  for (const use of commands) {
+    const info = kubeRequestOf(use.command);
+    if (info.invalid !== undefined) {
+      invalid += decided(use);
+      continue;
+    }
+    if (!info.isResourceRequest) {
+      const method = use.command.slice(0, Math.max(0, use.command.indexOf(' ')));
+      addInto(tallied(nonResource, [method, info.path], () => ({ method, path: info.path, ...emptyCounts() })), use);
+      continue;
+    }
+    const kind = { verb: kubeRuleVerb(info), apiGroup: info.apiGroup, resource: kubeResource(info), namespace: info.namespace };
+    addInto(tallied(requests, Object.values(kind), () => ({ ...kind, ...emptyCounts() })), use);
+    if (info.subresource !== 'exec' || !isPodConnect(info)) continue;
+    const command = kubeCommandLine(info.command ?? []);
+    const e = tallied(exec, [info.namespace, command], () => ({ namespace: info.namespace, command, pods: [], podSet: new Set<string>(), ...emptyCounts() }));
+    addInto(e, use);
+    e.podSet.add(info.name);
+    if (use.denied > 0) Object.assign(e, { ...(use.rule !== undefined ? { rule: use.rule } : {}), ...(use.message !== undefined ? { message: use.message } : {}) });
+  }
+  return {
+    protocol: 'kubernetes',
+    requests: [...requests.values()].sort(
+      (a, b) => decided(b) - decided(a) || compareText(a.apiGroup, b.apiGroup) || compareText(a.resource, b.resource) || compareText(a.namespace, b.namespace) || compareText(a.verb, b.verb),
+    ),
+    exec: [...exec.values()]
+      .map(({ podSet, ...e }) => ({ ...e, pods: [...podSet].sort(compareText) }))
+      .sort((a, b) => decided(b) - decided(a) || compareText(a.namespace, b.namespace) || compareText(a.command, b.command)),
+    nonResource: [...nonResource.values()].sort((a, b) => decided(b) - decided(a) || compareText(a.path, b.path) || compareText(a.method, b.method)),
+    invalid,
+  };
+}
+
+/** The entry under a composite key, created the first time. */
+function tallied<T>(map: Map<string, T>, key: string[], create: () => T): T {
+  const k = key.join('\u0000');
+  let v = map.get(k);
+  if (!v) map.set(k, (v = create()));
+  return v;
+}
+
+/** Adds one command's counts to a tally. */
+function addInto(into: ActionCounts, from: ActionCounts): void {
+  for (const k of Object.keys(emptyCounts()) as (keyof ActionCounts)[]) into[k] += from[k];
 }
 
 /** Every UTC day from `from` to `to` (epoch ms), the most recent MAX_DAYS of them. */

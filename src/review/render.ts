@@ -10,6 +10,8 @@ import {
   type ChannelUse,
   type DayBucket,
   type FileOperation,
+  type KubernetesUsage,
+  type KubeRequestUse,
   type PostgresUsage,
   type ProtocolUsage,
   type ReviewData,
@@ -21,6 +23,8 @@ import {
 const MAX_COMMAND_CHARS = 200;
 /** rows of an SSH commands or files table; the rest is summed up in a line */
 const MAX_ROWS = 50;
+/** pods named in an exec row; pods of a deployment differ by their suffix only */
+const MAX_PODS = 3;
 /** channels whose requests say something (where to, which subsystem); a shell is just a shell */
 const DESCRIBED_CHANNELS = new Set(['port-forward', 'remote-forward', 'subsystem', 'env']);
 
@@ -68,7 +72,14 @@ function workloadMarkdown(w: WorkloadReview): string[] {
 
 function usageMarkdown(u: ProtocolUsage | undefined): string[] {
   if (!u) return ['No statement analysis for this protocol yet.', ''];
-  return u.protocol === 'postgres' ? postgresMarkdown(u) : sshMarkdown(u);
+  switch (u.protocol) {
+    case 'postgres':
+      return postgresMarkdown(u);
+    case 'ssh':
+      return sshMarkdown(u);
+    case 'kubernetes':
+      return kubernetesMarkdown(u);
+  }
 }
 
 function postgresMarkdown(u: PostgresUsage): string[] {
@@ -107,6 +118,25 @@ function sshMarkdown(u: SshUsage): string[] {
     for (const o of refused.slice(0, MAX_ROWS)) out.push(`| ${o.count} | ${md(o.op)} | ${o.access} | ${cell(operationPaths(o))} | ${md(o.message ?? '')} |`);
     out.push(...moreRows(refused.length), '');
   }
+  return out;
+}
+
+function kubernetesMarkdown(u: KubernetesUsage): string[] {
+  const out: string[] = [];
+  if (u.requests.length) {
+    out.push(`API requests (${plural(u.requests.length, 'kind')}):`, '', '| verb | group | resource | namespace | allowed | denied | held |', '|---|---|---|---|--:|--:|--:|');
+    for (const r of u.requests.slice(0, MAX_ROWS)) out.push(`| ${md(r.verb)} | ${md(groupName(r))} | ${cell(r.resource)} | ${md(namespaceName(r.namespace))} | ${r.allowed} | ${r.denied} | ${r.held} |`);
+    out.push(...moreRows(u.requests.length), '');
+  }
+  if (u.exec.length) {
+    out.push(`Exec commands (${plural(u.exec.length, 'distinct command')}):`, '', '| namespace | allowed | denied | held | command | pods |', '|---|--:|--:|--:|---|---|');
+    for (const e of u.exec.slice(0, MAX_ROWS)) out.push(`| ${md(e.namespace)} | ${e.allowed} | ${e.denied} | ${e.held} | ${e.command ? cell(e.command) : '(none)'} | ${md(podList(e.pods))} |`);
+    out.push(...moreRows(u.exec.length), '');
+  }
+  if (u.nonResource.length) {
+    out.push(`Other URLs (discovery is allowed without a rule): ${u.nonResource.map((p) => `${code(`${p.method} ${p.path}`)} ${pathCounts(p)}`).join(', ')}`, '');
+  }
+  if (u.invalid) out.push(`${plural(u.invalid, 'request')} refused as unreadable.`, '');
   return out;
 }
 
@@ -213,7 +243,14 @@ function targetHtml(t: TargetReview): string[] {
 
 function usageHtml(u: ProtocolUsage | undefined): string[] {
   if (!u) return ['<p class="muted">No statement analysis for this protocol yet.</p>'];
-  return u.protocol === 'postgres' ? postgresHtml(u) : sshHtml(u);
+  switch (u.protocol) {
+    case 'postgres':
+      return postgresHtml(u);
+    case 'ssh':
+      return sshHtml(u);
+    case 'kubernetes':
+      return kubernetesHtml(u);
+  }
 }
 
 function postgresHtml(u: PostgresUsage): string[] {
@@ -262,6 +299,33 @@ function sshHtml(u: SshUsage): string[] {
     }
     out.push('</tbody></table>', ...moreRowsHtml(refused.length));
   }
+  return out;
+}
+
+function kubernetesHtml(u: KubernetesUsage): string[] {
+  const out: string[] = [];
+  if (u.requests.length) {
+    out.push(`<p>API requests (${esc(plural(u.requests.length, 'kind'))}):</p>`);
+    out.push('<table><thead><tr><th>verb</th><th>group</th><th>resource</th><th>namespace</th><th class="n">allowed</th><th class="n">denied</th><th class="n">held</th></tr></thead><tbody>');
+    for (const r of u.requests.slice(0, MAX_ROWS)) {
+      out.push(`<tr><td>${esc(r.verb)}</td><td>${esc(groupName(r))}</td><td><code>${esc(shorten(r.resource))}</code></td><td>${esc(namespaceName(r.namespace))}</td>${nums(r.allowed, r.denied, r.held)}</tr>`);
+    }
+    out.push('</tbody></table>', ...moreRowsHtml(u.requests.length));
+  }
+  if (u.exec.length) {
+    out.push(`<p>Exec commands (${esc(plural(u.exec.length, 'distinct command'))}):</p>`);
+    out.push('<table><thead><tr><th>namespace</th><th class="n">allowed</th><th class="n">denied</th><th class="n">held</th><th>command</th><th>pods</th></tr></thead><tbody>');
+    for (const e of u.exec.slice(0, MAX_ROWS)) {
+      const command = e.command ? `<code>${esc(shorten(e.command))}</code>` : '(none)';
+      out.push(`<tr><td>${esc(e.namespace)}</td>${nums(e.allowed, e.denied, e.held)}<td>${command}</td><td>${esc(podList(e.pods))}</td></tr>`);
+    }
+    out.push('</tbody></table>', ...moreRowsHtml(u.exec.length));
+  }
+  if (u.nonResource.length) {
+    const urls = u.nonResource.map((p) => `<code>${esc(shorten(`${p.method} ${p.path}`))}</code> ${esc(pathCounts(p))}`).join(', ');
+    out.push(`<p>Other URLs (discovery is allowed without a rule): ${urls}</p>`);
+  }
+  if (u.invalid) out.push(`<p>${esc(plural(u.invalid, 'request'))} refused as unreadable.</p>`);
   return out;
 }
 
@@ -341,6 +405,24 @@ function refusedOperations(u: SshUsage): FileOperation[] {
 
 function operationPaths(o: FileOperation): string {
   return o.path2 === undefined ? o.path : `${o.path} → ${o.path2}`;
+}
+
+/** The core group has no name of its own ("" in rules). */
+function groupName(r: KubeRequestUse): string {
+  return r.apiGroup === '' ? 'core' : r.apiGroup;
+}
+
+/** A request without a namespace reads a cluster-scoped object, or every namespace. */
+function namespaceName(namespace: string): string {
+  return namespace === '' ? '(cluster-wide)' : namespace;
+}
+
+function podList(pods: string[]): string {
+  return pods.length > MAX_PODS ? `${pods.slice(0, MAX_PODS).join(', ')}, … (${pods.length})` : pods.join(', ');
+}
+
+function pathCounts(c: ActionCounts): string {
+  return [c.allowed ? `${c.allowed} allowed` : '', c.denied ? `${c.denied} denied` : '', c.held ? `${c.held} held` : ''].filter(Boolean).join(', ');
 }
 
 function transfers(n: number, bytes: number): string {

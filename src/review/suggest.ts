@@ -49,18 +49,47 @@
  * exact texts; a refused command or file operation still allowed is denied by its exact text
  * or path, before every allow.
  *
+ * Kubernetes targets get rules from the requests that ran, read as the rules read them (the verb
+ * of exec, attach and portforward is create):
+ *   - resource requests: one allow rule per API group, set of verbs and set of namespaces, listing
+ *     the resources used with exactly those, so that the rules together allow each verb on each
+ *     resource in each namespace where it ran and no other combination. Object names are not
+ *     listed: a verb allowed on a resource in a namespace is allowed on every object there. A
+ *     request without a namespace (a cluster-scoped object, or a list across all namespaces) is
+ *     allowed by `namespaces: [""]`, which no namespaced request matches.
+ *   - exec: commands are judged part by part, as SSH exec commands are, so the rule for a set of
+ *     namespaces lists the exact parts that ran there as globs without wildcards. Parts that ran
+ *     in separate commands may then run together ("ls" and "cat x" allow `sh -c "ls; cat x"`). A
+ *     command with `*` or `?` in a part, or a program with white space in its name, is allowed by
+ *     an anchored expression on its whole line. An exec without a command is never allowed.
+ *   - what only ran once approved gets approve rules built the same way, after the allows; the
+ *     engine reads approve rules as hitting anything they may touch (a list across namespaces, a
+ *     command with one of the parts), and such requests are held for a human rather than denied.
+ *   - discovery (/api, /apis, /version, /openapi) needs no rule: the engine lets any workload
+ *     with a policy on the target read it.
+ * Checked as for SSH: a refused request the rules would allow is denied, before every allow, by
+ * its exact path and verb (exec: its command line; attach: its pod), unless that would refuse a
+ * request that ran, which is then left allowed with a warning.
+ *
  * Pure apart from the SQL parser: initAnalysis() must have completed.
  */
 import { Document, isMap, isScalar, visit } from 'yaml';
 import type { PolicyDef, RuleAction, RuleDef } from '../config/types.js';
 import { analyzeQuery, type FunctionRef, type RelationRef, type StatementKind } from '../policy/analysis.js';
+import { KubeRuleSet } from '../policy/kube-rules.js';
 import { RuleSet, type Decision } from '../policy/rules.js';
+import type { RequestInfo } from '../protocols/kubernetes/request-info.js';
 import { analyzeShellCommand, type ShellPart } from '../policy/shell.js';
 import { normalizePath, SshRuleSet, type PathAccess, type SshChannelKind } from '../policy/ssh-rules.js';
 import {
   compareText,
   dayOf,
   fileAccesses,
+  isPodConnect,
+  kubeCommandLine,
+  kubeRequestOf,
+  kubeResource,
+  kubeRuleVerb,
   UNKNOWN,
   type ChannelUse,
   type CommandUse,
@@ -95,13 +124,17 @@ export function suggest(data: ReviewData): Suggestions {
       const where = `${w.workload} on ${t.target} (${t.protocol})`;
       if (w.workload === UNKNOWN) skipped.push(`${where}: sessions no workload matched cannot be a policy's subject`);
       else if (t.target === UNKNOWN) skipped.push(`${where}: the recordings name no target`);
-      else if (t.protocol !== 'postgres' && t.protocol !== 'ssh') skipped.push(`${where}: no policy suggestions for this protocol yet`);
       else if (!t.commands.some((c) => c.allowed + c.approved > 0)) skipped.push(`${where}: nothing ran, and with no policy everything is denied`);
       else if (t.usage?.protocol === 'ssh') {
         const s = suggestSsh(w.workload, t, t.usage, `suggested-${w.workload}-${t.target}`);
         if (!s.policy.rules.length) skipped.push(`${where}: nothing it was allowed can be named by a rule (${s.warnings.join('; ') || 'no commands, channels or paths'})`);
         else suggestions.push({ ...s, policy: { ...s.policy, name: uniqueName(names, s.policy.name) } });
-      } else suggestions.push(suggestPostgres(w.workload, t, uniqueName(names, `suggested-${w.workload}-${t.target}`)));
+      } else if (t.protocol === 'kubernetes') {
+        const s = suggestKubernetes(w.workload, t, `suggested-${w.workload}-${t.target}`);
+        if (!s.policy.rules.length) skipped.push(`${where}: nothing it was allowed needs a rule (${s.warnings.join('; ') || 'only discovery ran'})`);
+        else suggestions.push({ ...s, policy: { ...s.policy, name: uniqueName(names, s.policy.name) } });
+      } else if (t.protocol === 'postgres') suggestions.push(suggestPostgres(w.workload, t, uniqueName(names, `suggested-${w.workload}-${t.target}`)));
+      else skipped.push(`${where}: no policy suggestions for this protocol yet`);
     }
   }
   return { suggestions, skipped };
@@ -752,6 +785,216 @@ function describePaths(o: FileOperation): string {
 /** `*` and `?` are the wildcards of command and path globs, which have no escapes. */
 function hasGlobCharacter(text: string): boolean {
   return /[*?]/.test(text);
+}
+
+// ---------------------------------------------------------------------------
+// Kubernetes
+
+/** the order rules list verbs in: reads first, as people write them */
+const KUBE_VERB_ORDER = ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete', 'deletecollection'];
+
+interface KubeRequest {
+  use: CommandUse;
+  info: RequestInfo;
+}
+
+/** Resources of one group used with the same verbs in the same namespaces: one rule. */
+interface KubeGrant {
+  apiGroup: string;
+  verbs: string[];
+  namespaces: string[];
+  resources: string[];
+  runs: number;
+  /** who approved the requests behind it (approve rules) */
+  approvers: string[];
+}
+
+type KubeGrantAction = 'allow' | 'approve';
+
+function suggestKubernetes(workload: string, t: TargetReview, name: string): PolicySuggestion {
+  const warnings: string[] = [];
+  const policyOf = (noted: NotedRule[]): PolicyDef => ({
+    name,
+    subjects: { groups: [], workloads: [workload] },
+    targets: [t.target],
+    rules: noted.map((n) => n.rule),
+    masking: [],
+  });
+  const requests = t.commands.map((use): KubeRequest => ({ use, info: kubeRequestOf(use.command) }));
+  const ran = requests.filter((r) => r.use.allowed + r.use.approved > 0);
+  // what only ran once approved stays held for approval
+  const rulesFor = (action: KubeGrantAction, which: KubeRequest[]) => [
+    ...kubeGrants(which, action, warnings).map((g) => grantRule(g, action)),
+    ...kubeExecRules(which, action, warnings),
+  ];
+  const grants = [...rulesFor('allow', ran.filter((r) => r.use.allowed > 0)), ...rulesFor('approve', ran.filter((r) => r.use.allowed === 0))];
+
+  const check = new KubeRuleSet([policyOf(grants)]);
+  const leaks = requests.filter((r) => {
+    if (r.use.allowed + r.use.approved > 0 || r.use.denied + r.use.held === 0) return false;
+    const now = check.decide(r.info).action;
+    return r.use.denied > 0 ? now !== 'deny' : now === 'allow';
+  });
+  const denies = kubeDenies(leaks, ran, warnings);
+
+  const noted = [...denies, ...grants];
+  const policy = policyOf(noted);
+  const rules = new KubeRuleSet([policy]);
+  warnings.push(...selfCheck((command) => rules.decide(kubeRequestOf(command)).action, t.commands));
+  return { workload, target: t.target, policy, ruleNotes: noted.map((n) => n.note), warnings };
+}
+
+/**
+ * The resource requests that ran, as exact grants: the verbs used on each resource in each
+ * namespace, then the namespaces sharing a resource's verbs, then the resources sharing both.
+ * Each step only merges what is equal, so no grant covers a combination that did not run.
+ */
+function kubeGrants(ran: KubeRequest[], action: KubeGrantAction, warnings: string[]): KubeGrant[] {
+  const cells = new Map<string, { apiGroup: string; resource: string; namespace: string; verbs: Set<string>; runs: number; approvers: string[] }>();
+  for (const { use, info } of ran) {
+    // discovery needs no rule; exec is allowed by its commands
+    if (info.invalid !== undefined || !info.isResourceRequest || (isPodConnect(info) && info.subresource === 'exec')) continue;
+    const resource = kubeResource(info);
+    if ([info.apiGroup, resource, info.namespace].some(hasGlobCharacter)) {
+      warnings.push(`ran, but its group, resource or namespace holds a glob character, so no rule allows it: ${oneLine(use.command)}`);
+      continue;
+    }
+    const key = [info.apiGroup, resource, info.namespace].join('\u0000');
+    let cell = cells.get(key);
+    if (!cell) cells.set(key, (cell = { apiGroup: info.apiGroup, resource, namespace: info.namespace, verbs: new Set(), runs: 0, approvers: [] }));
+    cell.verbs.add(kubeRuleVerb(info));
+    cell.runs += runsOf(use, action);
+    cell.approvers = uniqueSorted([...cell.approvers, ...use.approvedBy]);
+  }
+  const byNamespaces = mergeBy(
+    [...cells.values()].map((c) => ({ apiGroup: c.apiGroup, resource: c.resource, verbs: orderVerbs(c.verbs), namespaces: [c.namespace], runs: c.runs, approvers: c.approvers })),
+    (x) => [x.apiGroup, x.resource, x.verbs.join()],
+    (a, b) => ({ ...a, namespaces: [...a.namespaces, ...b.namespaces], runs: a.runs + b.runs, approvers: uniqueSorted([...a.approvers, ...b.approvers]) }),
+  );
+  const grants = mergeBy(
+    byNamespaces.map(({ resource, ...x }): KubeGrant => ({ ...x, namespaces: uniqueSorted(x.namespaces), resources: [resource] })),
+    (g) => [g.apiGroup, g.verbs.join(), g.namespaces.join('\u0000')],
+    (a, b) => ({ ...a, resources: uniqueSorted([...a.resources, ...b.resources]), runs: a.runs + b.runs, approvers: uniqueSorted([...a.approvers, ...b.approvers]) }),
+  );
+  return grants.sort((a, b) => b.runs - a.runs || compareText(a.apiGroup, b.apiGroup) || compareText(a.resources.join(), b.resources.join()) || compareText(a.namespaces.join(), b.namespaces.join()));
+}
+
+function grantRule(g: KubeGrant, action: KubeGrantAction): NotedRule {
+  const group = g.apiGroup === '' ? 'the core group' : `group ${g.apiGroup}`;
+  const held = action === 'approve' ? ' approved' : '';
+  return {
+    rule: withApprovers({ action, match: { verbs: [...g.verbs], apiGroups: [g.apiGroup], resources: [...g.resources], namespaces: [...g.namespaces] } }, g.approvers),
+    note: `${g.verbs.join(', ')} of ${g.resources.join(', ')} (${group}) ${namespacesNote(g.namespaces)}: ${plural(g.runs, 'request')}${held}, any object name`,
+  };
+}
+
+/** Runs that count toward a rule of this action. */
+function runsOf(use: CommandUse, action: KubeGrantAction): number {
+  return action === 'allow' ? use.allowed : use.approved;
+}
+
+function withApprovers(rule: RuleDef, approvers: string[]): RuleDef {
+  return rule.action === 'approve' && approvers.length ? { ...rule, approvers: [...approvers] } : rule;
+}
+
+/** Exec commands by namespace: the exact parts that ran, or whole lines a glob cannot name. */
+function kubeExecRules(ran: KubeRequest[], action: KubeGrantAction, warnings: string[]): NotedRule[] {
+  const byNamespace = new Map<string, { parts: Set<string>; lines: Set<string>; runs: number; approvers: string[] }>();
+  for (const { use, info } of ran) {
+    if (!isPodConnect(info) || info.subresource !== 'exec') continue;
+    const argv = info.command ?? [];
+    const line = kubeCommandLine(argv);
+    const analysis = argv.length ? analyzeShellCommand(line) : undefined;
+    if (!analysis || analysis.error !== undefined || !analysis.parts.length || hasGlobCharacter(info.namespace)) {
+      const why = !analysis ? 'an exec without a command, which no command rule allows' : hasGlobCharacter(info.namespace) ? 'its namespace holds a glob character' : 'the shell analysis cannot read it now';
+      warnings.push(`ran, but ${why}, so no rule allows it: ${oneLine(use.command)}`);
+      continue;
+    }
+    let ns = byNamespace.get(info.namespace);
+    if (!ns) byNamespace.set(info.namespace, (ns = { parts: new Set(), lines: new Set(), runs: 0, approvers: [] }));
+    ns.runs += runsOf(use, action);
+    ns.approvers = uniqueSorted([...ns.approvers, ...use.approvedBy]);
+    // an allow rule's globs never match a program named with white space: such lines go by their text
+    if (analysis.parts.some((p) => hasGlobCharacter(p.text) || /\s/.test(p.program))) ns.lines.add(line);
+    else for (const p of analysis.parts) ns.parts.add(p.text);
+  }
+  // fresh lists for every rule: the YAML writer would turn shared ones into anchors and aliases
+  const exec = () => ({ verbs: ['create'], apiGroups: [''], resources: ['pods/exec'] });
+  const entries = [...byNamespace].map(([namespace, u]) => ({ namespaces: [namespace], parts: uniqueSorted([...u.parts]), lines: uniqueSorted([...u.lines]), runs: u.runs, approvers: u.approvers }));
+  const merged = (key: (e: (typeof entries)[number]) => string[]) =>
+    mergeBy(entries, key, (a, b) => ({ ...a, namespaces: [...a.namespaces, ...b.namespaces], runs: a.runs + b.runs, approvers: uniqueSorted([...a.approvers, ...b.approvers]) }))
+      .sort((a, b) => b.runs - a.runs || compareText(a.namespaces.join(), b.namespaces.join()));
+  const held = action === 'approve' ? ', once approved' : '';
+  const byParts = merged((e) => e.parts).filter((e) => e.parts.length).map((e): NotedRule => ({
+    rule: withApprovers({ action, match: { ...exec(), namespaces: uniqueSorted(e.namespaces), commands: [...e.parts] } }, e.approvers),
+    note: `exec ${namespacesNote(e.namespaces)}: ${plural(e.parts.length, 'distinct part')} of the commands that ran${held}, each exactly; parts may run together in one command`,
+  }));
+  const byLines = merged((e) => e.lines).filter((e) => e.lines.length).map((e): NotedRule => ({
+    rule: withApprovers({ action, match: { ...exec(), namespaces: uniqueSorted(e.namespaces), pattern: `^(?:${e.lines.map(escapeRegex).join('|')})$` } }, e.approvers),
+    note: `exec ${namespacesNote(e.namespaces)}: ${plural(e.lines.length, 'command')} that ran${held} with glob characters or a spaced program name, by exact text only`,
+  }));
+  return [...byParts, ...byLines];
+}
+
+/** Refused requests the allows would let through, each denied as narrowly as tells it apart from what ran. */
+function kubeDenies(leaks: KubeRequest[], ran: KubeRequest[], warnings: string[]): NotedRule[] {
+  const denies = new Map<string, NotedRule>();
+  for (const leak of leaks) {
+    const match = denyCandidates(leak.info).find((m) => {
+      const hits = oneRuleHits({ action: 'deny', match: m });
+      return hits(leak.info) && !ran.some((r) => hits(r.info));
+    });
+    if (!match) {
+      warnings.push(`refused in the period, but no rule tells it apart from requests that ran, so allowed here: ${oneLine(leak.use.command)}`);
+      continue;
+    }
+    denies.set(JSON.stringify(match), { rule: { action: 'deny', match, message: REFUSED }, note: 'refused in the period, though requests like it are allowed: denied by its exact path or command' });
+  }
+  return [...denies.values()];
+}
+
+/** Deny matches for one request, the narrowest that a rule can express first. */
+function denyCandidates(info: RequestInfo): RuleDef['match'][] {
+  if (info.invalid !== undefined || !info.isResourceRequest) return []; // decided without rules
+  // a value with glob characters cannot be named exactly: the filter is left out, the others still narrow
+  const literal = (key: 'apiGroups' | 'resources' | 'namespaces' | 'names', value: string): RuleDef['match'] => (hasGlobCharacter(value) ? {} : { [key]: [value] });
+  const kind: RuleDef['match'] = { verbs: [kubeRuleVerb(info)], ...literal('apiGroups', info.apiGroup), ...literal('resources', kubeResource(info)) };
+  const runs = isPodConnect(info) && info.subresource !== 'portforward';
+  if (!runs) return [{ ...kind, pattern: exactPattern(info.path) }];
+  const inNamespace = { ...kind, ...literal('namespaces', info.namespace) };
+  const inPod = { ...inNamespace, ...(info.name ? literal('names', info.name) : {}) };
+  const command = info.subresource === 'exec' && info.command?.length ? kubeCommandLine(info.command) : undefined;
+  // an attach runs whatever already runs in the pod: only the pod tells it apart
+  if (command === undefined) return inPod.names ? [inPod] : [];
+  return [{ ...inNamespace, pattern: exactPattern(command) }, { ...inPod, pattern: exactPattern(command) }];
+}
+
+/** Whether a rule, alone in a policy, decides the request (and so would decide it first). */
+function oneRuleHits(rule: RuleDef): (info: RequestInfo) => boolean {
+  const rules = new KubeRuleSet([{ name: 'check', subjects: { groups: [], workloads: [] }, targets: [], rules: [rule], masking: [] }]);
+  return (info) => rules.decide(info).rule !== undefined;
+}
+
+function namespacesNote(namespaces: string[]): string {
+  const named = namespaces.filter((n) => n !== '');
+  const parts = [...(named.length ? [`in ${named.join(', ')}`] : []), ...(named.length < namespaces.length ? ['cluster-wide (no namespace)'] : [])];
+  return parts.join(' and ');
+}
+
+function orderVerbs(verbs: Set<string>): string[] {
+  const rank = (v: string) => (KUBE_VERB_ORDER.includes(v) ? KUBE_VERB_ORDER.indexOf(v) : KUBE_VERB_ORDER.length);
+  return [...verbs].sort((a, b) => rank(a) - rank(b) || compareText(a, b));
+}
+
+/** Items with equal keys merged, in first-seen order. */
+function mergeBy<T>(items: T[], key: (x: T) => string[], merge: (a: T, b: T) => T): T[] {
+  const merged = new Map<string, T>();
+  for (const x of items) {
+    const k = key(x).join('\u0001');
+    const seen = merged.get(k);
+    merged.set(k, seen === undefined ? x : merge(seen, x));
+  }
+  return [...merged.values()];
 }
 
 // ---------------------------------------------------------------------------

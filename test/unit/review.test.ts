@@ -3,10 +3,12 @@ import { parseConfig } from '../../src/config/load.js';
 import type { PolicyDef } from '../../src/config/types.js';
 import { policiesFor } from '../../src/policy/access.js';
 import { initAnalysis } from '../../src/policy/analysis.js';
+import { KubeRuleSet } from '../../src/policy/kube-rules.js';
 import { RuleSet } from '../../src/policy/rules.js';
 import { SshRuleSet, type SshChannelKind } from '../../src/policy/ssh-rules.js';
+import { requestInfo } from '../../src/protocols/kubernetes/request-info.js';
 import type { FileEvent, RecordedEvent, Recording, StartEvent } from '../../src/recording/events.js';
-import { aggregate, fileAccesses, type ReviewData, type SshUsage, type TargetReview } from '../../src/review/aggregate.js';
+import { aggregate, fileAccesses, type KubernetesUsage, type ReviewData, type SshUsage, type TargetReview } from '../../src/review/aggregate.js';
 import { renderHtml, renderMarkdown } from '../../src/review/render.js';
 import { suggest, suggestedPolicyYaml, suggestPolicies } from '../../src/review/suggest.js';
 
@@ -726,3 +728,299 @@ function unbalancedTags(html: string): string[] {
   }
   return [...problems, ...stack.map((n) => `unclosed <${n}>`)];
 }
+
+// ---------------------------------------------------------------------------
+// Kubernetes
+
+const kubeDecision = (t: number, command: string, action: 'allow' | 'deny' | 'approve' = 'allow', rule?: string, message?: string): Event => ({
+  k: 'decision', t, command, via: 'http', kinds: [command.split(' ')[0]!.toLowerCase()], action,
+  ...(rule ? { rule } : {}), ...(action === 'allow' ? {} : { message: message ?? (rule ? `denied by rule ${rule}` : 'no rule allows it') }),
+});
+const request = (t: number, command: string) => kubeDecision(t, command);
+const refusedRequest = (t: number, command: string, rule?: string) => kubeDecision(t, command, 'deny', rule);
+
+/** An exec URL as kubectl writes it: one `command` parameter per argument. */
+const execUrl = (namespace: string, pod: string, argv: string[]) =>
+  `/api/v1/namespaces/${namespace}/pods/${pod}/exec?${argv.map((a) => `command=${encodeURIComponent(a)}`).join('&')}&container=app&stdout=true&stderr=true`;
+
+const kubeBot = (at: number, events: Event[]) => recording({ at, workload: 'kube-bot', target: 'prod', protocol: 'kubernetes' }, events);
+
+/** What kube-bot did on the prod cluster: reads in two namespaces, a patch, logs, exec, and refusals. */
+function kubeBotRecordings(): Recording[] {
+  return [
+    kubeBot(MAR_10, [
+      request(1, 'GET /api?timeout=32s'),
+      request(2, 'GET /apis?timeout=32s'),
+      request(10, 'GET /api/v1/namespaces/shop/pods?limit=500'),
+      request(11, 'GET /api/v1/namespaces/shop/pods?limit=500'),
+      request(12, 'GET /api/v1/namespaces/shop/pods/web-0'),
+      request(13, 'GET /api/v1/namespaces/shop/pods?watch=true&resourceVersion=10'),
+      request(14, 'GET /apis/apps/v1/namespaces/shop/deployments?limit=500'),
+      request(15, 'PATCH /apis/apps/v1/namespaces/shop/deployments/web?fieldManager=kubectl-patch'),
+      request(16, 'GET /api/v1/namespaces/staging/pods?limit=500'),
+      request(17, 'GET /api/v1/namespaces/shop/pods/web-0/log?container=app'),
+      request(18, 'GET /api/v1/nodes?limit=500'),
+      request(19, 'GET /api/v1/namespaces/shop/secrets/app-config'),
+      refusedRequest(20, 'DELETE /apis/apps/v1/namespaces/shop/deployments/web', 'ops#2'),
+      refusedRequest(21, 'GET /api/v1/namespaces/kube-system/secrets'),
+      // refused by a rule on the name, though another secret of shop could be read
+      refusedRequest(22, 'GET /api/v1/namespaces/shop/secrets/db-password', 'ops#3'),
+      refusedRequest(23, 'GET /metrics'),
+      refusedRequest(24, 'GET /api/v1/namespaces/shop/pods/../secrets'),
+    ]),
+    kubeBot(MAR_10 + HOUR, [
+      // kubectl exec opens a WebSocket with GET; older clients POST: both are a create of pods/exec
+      request(1, `GET ${execUrl('shop', 'web-0', ['ls', '-l'])}`),
+      request(2, `POST ${execUrl('shop', 'web-1', ['cat', '/etc/hostname'])}`),
+      request(3, `GET ${execUrl('shop', 'web-1', ['ls', '-l'])}`),
+      request(4, `GET ${execUrl('shop', 'web-0', ['ls', '/srv/*.conf'])}`),
+      request(5, `GET ${execUrl('staging', 'api-0', ['env'])}`),
+      refusedRequest(6, `GET ${execUrl('shop', 'web-0', ['rm', '-rf', '/'])}`, 'ops#4'),
+      // refused as a whole in the period, though each of its parts ran on its own
+      refusedRequest(7, `GET ${execUrl('shop', 'web-0', ['sh', '-c', 'ls -l; cat /etc/hostname'])}`, 'ops#5'),
+    ]),
+  ];
+}
+
+const KUBE_CONFIG_HEAD = `
+agents: { cgroup: /agents.slice }
+workloads:
+  - { name: kube-bot, match: { cgroup: /agents.slice/kube-bot.service } }
+targets:
+  - name: prod
+    protocol: kubernetes
+    address: 127.0.0.6:6443
+    upstream: { token: { file: /etc/interlock/prod.token }, ca: { file: /etc/interlock/prod-ca.crt } }
+`;
+
+function kubeRulesFor(yaml: string): KubeRuleSet {
+  const policies = parseConfig(KUBE_CONFIG_HEAD + yaml, 'suggested.yaml').policies;
+  return new KubeRuleSet(policiesFor(policies, { workload: 'kube-bot', groups: [], uid: 1000 }, 'prod'));
+}
+
+const kubeAction = (rs: KubeRuleSet, command: string) => {
+  const space = command.indexOf(' ');
+  return rs.decide(requestInfo(command.slice(0, space), command.slice(space + 1))).action;
+};
+
+function kubeUsage(t: TargetReview): KubernetesUsage {
+  if (t.usage?.protocol !== 'kubernetes') throw new Error(`no Kubernetes usage on ${t.target}`);
+  return t.usage;
+}
+
+describe('Kubernetes review', () => {
+  const data = () => aggregate(kubeBotRecordings(), {});
+  const suggestedRules = (d: ReviewData = data()) => kubeRulesFor(suggestedPolicyYaml(d));
+
+  it('aggregates requests by verb, group, resource and namespace, exec commands and other URLs', () => {
+    const t = target(data(), 'kube-bot', 'prod');
+    const u = kubeUsage(t);
+    expect(t.protocol).toBe('kubernetes');
+    expect(t.counts).toMatchObject({ allowed: 17, denied: 7 });
+    const row = (verb: string, apiGroup: string, resource: string, namespace: string) =>
+      u.requests.find((r) => r.verb === verb && r.apiGroup === apiGroup && r.resource === resource && r.namespace === namespace);
+    expect(row('list', '', 'pods', 'shop')).toMatchObject({ allowed: 2, denied: 0 });
+    expect(row('watch', '', 'pods', 'shop')).toMatchObject({ allowed: 1 });
+    expect(row('patch', 'apps', 'deployments', 'shop')).toMatchObject({ allowed: 1 });
+    expect(row('delete', 'apps', 'deployments', 'shop')).toMatchObject({ allowed: 0, denied: 1 });
+    expect(row('list', '', 'nodes', '')).toMatchObject({ allowed: 1 });
+    expect(row('get', '', 'secrets', 'shop')).toMatchObject({ allowed: 1, denied: 1 });
+    // exec over GET or POST is a create of pods/exec, as the rules read it
+    expect(row('create', '', 'pods/exec', 'shop')).toMatchObject({ allowed: 4, denied: 2 });
+    expect(u.requests.some((r) => r.verb === 'get' && r.resource === 'pods/exec')).toBe(false);
+    expect(u.exec.map((e) => [e.namespace, e.command, e.allowed, e.denied, e.pods])).toEqual([
+      ['shop', 'ls -l', 2, 0, ['web-0', 'web-1']],
+      ['shop', 'cat /etc/hostname', 1, 0, ['web-1']],
+      ['shop', "ls '/srv/*.conf'", 1, 0, ['web-0']],
+      ['shop', 'rm -rf /', 0, 1, ['web-0']],
+      ['shop', "sh -c 'ls -l; cat /etc/hostname'", 0, 1, ['web-0']],
+      ['staging', 'env', 1, 0, ['api-0']],
+    ]);
+    expect(u.exec.find((e) => e.command === 'rm -rf /')).toMatchObject({ rule: 'ops#4' });
+    expect(u.nonResource.map((p) => [p.method, p.path, p.allowed, p.denied])).toEqual([
+      ['GET', '/api', 1, 0],
+      ['GET', '/apis', 1, 0],
+      ['GET', '/metrics', 0, 1],
+    ]);
+    expect(u.invalid).toBe(1);
+  });
+
+  it('loads back through parseConfig and decides every recorded request as recorded', () => {
+    const rs = suggestedRules();
+    const t = target(data(), 'kube-bot', 'prod');
+    for (const c of t.commands) {
+      const expected = c.allowed ? 'allow' : 'deny';
+      expect([c.command, kubeAction(rs, c.command)]).toEqual([c.command, expected]);
+    }
+    expect(suggest(data()).suggestions[0]!.warnings).toEqual([]);
+  });
+
+  it('denies requests the workload never made', () => {
+    const rs = suggestedRules();
+    const neverMade = [
+      'DELETE /api/v1/namespaces/shop/pods/web-0', // a verb never used
+      'DELETE /api/v1/namespaces/shop/pods', // deletecollection
+      'POST /apis/apps/v1/namespaces/shop/deployments', // create: only list and patch ran
+      'GET /apis/apps/v1/namespaces/shop/deployments/web', // get: only list and patch ran
+      'PATCH /apis/apps/v1/namespaces/staging/deployments/web', // another namespace
+      'GET /api/v1/namespaces/kube-system/pods', // another namespace
+      'GET /api/v1/pods?limit=500', // every namespace at once
+      'GET /api/v1/namespaces/shop/configmaps', // another resource
+      'GET /api/v1/namespaces/shop/secrets', // a list of what was only read by name
+      'GET /api/v1/namespaces/staging/pods/api-0', // get: only list ran in staging
+      'GET /api/v1/namespaces/staging/pods/api-0/log', // a subresource used in another namespace
+      'GET /api/v1/namespaces/shop/pods/web-0/attach?stdout=true', // another subresource
+      'GET /api/v1/namespaces/shop/pods/web-0/portforward?ports=5432',
+      'GET /api/v1/nodes/node-1', // get: only list ran
+      'GET /apis/rbac.authorization.k8s.io/v1/clusterroles', // another group
+      'GET /api/v1/namespaces/shop/secrets/db-password', // refused in the period
+      'GET /metrics',
+      `GET ${execUrl('shop', 'web-0', ['cat', '/etc/shadow'])}`, // another command
+      `GET ${execUrl('shop', 'web-0', ['ls', '-la'])}`,
+      `GET ${execUrl('shop', 'web-0', ['sh', '-c', 'rm -rf /'])}`,
+      `GET ${execUrl('shop', 'web-0', ['ls', '/srv/other.conf'])}`, // only the exact glob command
+      `GET ${execUrl('shop', 'web-0', ['env'])}`, // ran in staging only
+      `GET ${execUrl('staging', 'api-0', ['ls', '-l'])}`, // ran in shop only
+      `GET ${execUrl('kube-system', 'etcd-0', ['ls', '-l'])}`,
+      `GET ${execUrl('shop', 'web-0', ['sh', '-c', 'ls -l; cat /etc/hostname'])}`, // refused in the period
+      `GET ${execUrl('shop', 'web-0', []).replace('?&', '?')}`, // no command: whatever the container's shell does
+    ];
+    for (const command of neverMade) expect([command, kubeAction(rs, command)]).toEqual([command, 'deny']);
+  });
+
+  it('over-grants only as documented: any object name, and parts of commands together', () => {
+    const rs = suggestedRules();
+    expect(kubeAction(rs, 'GET /api/v1/namespaces/shop/pods/web-7')).toBe('allow');
+    expect(kubeAction(rs, 'GET /api/v1/namespaces/shop/secrets/other')).toBe('allow');
+    expect(kubeAction(rs, 'PATCH /apis/apps/v1/namespaces/shop/deployments/api')).toBe('allow');
+    expect(kubeAction(rs, `GET ${execUrl('shop', 'web-9', ['ls', '-l'])}`)).toBe('allow');
+    expect(kubeAction(rs, `GET ${execUrl('shop', 'web-0', ['sh', '-c', 'cat /etc/hostname && ls -l'])}`)).toBe('allow');
+    // discovery needs no rule
+    expect(kubeAction(rs, 'GET /apis/apps/v1')).toBe('allow');
+    expect(kubeAction(rs, 'GET /version')).toBe('allow');
+  });
+
+  it('writes exact grants per group, verbs and namespaces, exec parts as globs, and denies first', () => {
+    const rules = suggest(data()).suggestions[0]!.policy.rules;
+    const allows = rules.filter((r) => r.action === 'allow').map((r) => r.match);
+    expect(allows).toEqual([
+      { verbs: ['get', 'list', 'watch'], apiGroups: [''], resources: ['pods'], namespaces: ['shop'] },
+      { verbs: ['get'], apiGroups: [''], resources: ['pods/log', 'secrets'], namespaces: ['shop'] },
+      { verbs: ['list', 'patch'], apiGroups: ['apps'], resources: ['deployments'], namespaces: ['shop'] },
+      { verbs: ['list'], apiGroups: [''], resources: ['nodes'], namespaces: [''] },
+      { verbs: ['list'], apiGroups: [''], resources: ['pods'], namespaces: ['staging'] },
+      { verbs: ['create'], apiGroups: [''], resources: ['pods/exec'], namespaces: ['shop'], commands: ['cat /etc/hostname', 'ls -l'] },
+      { verbs: ['create'], apiGroups: [''], resources: ['pods/exec'], namespaces: ['staging'], commands: ['env'] },
+      { verbs: ['create'], apiGroups: [''], resources: ['pods/exec'], namespaces: ['shop'], pattern: "^(?:ls '\\/srv\\/\\*\\.conf')$" },
+    ]);
+    const firstAllow = rules.findIndex((r) => r.action === 'allow');
+    expect(rules.slice(0, firstAllow)).toEqual([
+      {
+        action: 'deny',
+        match: { verbs: ['create'], apiGroups: [''], resources: ['pods/exec'], namespaces: ['shop'], pattern: "^sh -c 'ls -l; cat \\/etc\\/hostname'$" },
+        message: 'refused in the reviewed period',
+      },
+      {
+        action: 'deny',
+        match: { verbs: ['get'], apiGroups: [''], resources: ['secrets'], pattern: '^\\/api\\/v1\\/namespaces\\/shop\\/secrets\\/db-password$' },
+        message: 'refused in the reviewed period',
+      },
+    ]);
+    const yaml = suggestedPolicyYaml(data());
+    expect(yaml).toContain('# get, list, watch of pods (the core group) in shop: 4 requests, any object name');
+    expect(yaml).toContain('namespaces: [""]');
+    expect(yaml).not.toMatch(/[&*]a\d/); // no YAML anchors: every rule reads on its own
+  });
+
+  it('keeps one pod apart when the same command ran in another', () => {
+    const recs = [
+      kubeBot(MAR_10, [
+        request(1, `GET ${execUrl('shop', 'web-0', ['ls'])}`),
+        refusedRequest(2, `GET ${execUrl('shop', 'db-0', ['ls'])}`, 'ops#1'),
+        request(3, 'GET /api/v1/namespaces/shop/pods/web-0/attach?stdout=true'),
+        refusedRequest(4, 'GET /api/v1/namespaces/shop/pods/db-0/attach?stdout=true', 'ops#1'),
+      ]),
+    ];
+    const d = aggregate(recs, {});
+    const rs = suggestedRules(d);
+    expect(kubeAction(rs, `GET ${execUrl('shop', 'web-0', ['ls'])}`)).toBe('allow');
+    expect(kubeAction(rs, `GET ${execUrl('shop', 'db-0', ['ls'])}`)).toBe('deny');
+    expect(kubeAction(rs, 'GET /api/v1/namespaces/shop/pods/web-0/attach?stdout=true')).toBe('allow');
+    expect(kubeAction(rs, 'GET /api/v1/namespaces/shop/pods/db-0/attach?stdout=true')).toBe('deny');
+    expect(suggest(d).suggestions[0]!.warnings).toEqual([]);
+  });
+
+  it('warns about a refusal nothing tells apart from what ran, and about an exec without a command', () => {
+    const recs = [
+      kubeBot(MAR_10, [
+        request(1, 'GET /api/v1/namespaces/shop/pods?limit=500'),
+        // the same path and verb: only the query differs, and rules do not read the query
+        refusedRequest(2, 'GET /api/v1/namespaces/shop/pods?labelSelector=app%3Ddb', 'ops#1'),
+        request(3, 'GET /api/v1/namespaces/shop/pods/web-0/exec?container=app&stdin=true&tty=true'),
+      ]),
+    ];
+    const warnings = suggest(aggregate(recs, {})).suggestions[0]!.warnings.join('\n');
+    expect(warnings).toMatch(/refused in the period, but no rule tells it apart from requests that ran, so allowed here: GET \/api\/v1\/namespaces\/shop\/pods\?labelSelector/);
+    expect(warnings).toMatch(/ran, but an exec without a command, which no command rule allows, so no rule allows it/);
+  });
+
+  it('keeps what only ran once approved held for approval, with its approvers', () => {
+    const DELETE_POD = 'DELETE /api/v1/namespaces/shop/pods/web-0';
+    const DELETE_DEPLOYMENT = 'DELETE /apis/apps/v1/namespaces/shop/deployments/web';
+    const recs = [
+      kubeBot(MAR_10, [
+        request(1, 'GET /api/v1/namespaces/shop/pods'),
+        kubeDecision(2, DELETE_POD, 'approve', 'ops#6', 'needs approval'),
+        approval(3, DELETE_POD, 'approved', 'alice'),
+        kubeDecision(4, DELETE_DEPLOYMENT, 'approve', 'ops#6', 'needs approval'),
+        approval(5, DELETE_DEPLOYMENT, 'rejected', 'bob'),
+      ]),
+    ];
+    const d = aggregate(recs, {});
+    const s = suggest(d).suggestions[0]!;
+    expect(s.policy.rules).toEqual([
+      { action: 'allow', match: { verbs: ['list'], apiGroups: [''], resources: ['pods'], namespaces: ['shop'] } },
+      { action: 'approve', match: { verbs: ['delete'], apiGroups: [''], resources: ['pods'], namespaces: ['shop'] }, approvers: ['alice'] },
+    ]);
+    expect(s.warnings).toEqual([]);
+    const rs = suggestedRules(d);
+    expect(kubeAction(rs, DELETE_POD)).toBe('approve');
+    expect(kubeAction(rs, 'DELETE /api/v1/namespaces/shop/pods/web-1')).toBe('approve');
+    expect(kubeAction(rs, DELETE_DEPLOYMENT)).toBe('deny'); // rejected: never ran
+    expect(kubeAction(rs, 'DELETE /api/v1/namespaces/staging/pods/web-0')).toBe('deny');
+    expect(suggestedPolicyYaml(d)).toContain('# delete of pods (the core group) in shop: 1 request approved, any object name');
+  });
+
+  it('skips a workload that only read discovery, and says why', () => {
+    const recs = [kubeBot(MAR_10, [request(1, 'GET /api'), request(2, 'GET /apis'), refusedRequest(3, 'GET /api/v1/namespaces/shop/pods')])];
+    const { suggestions, skipped } = suggest(aggregate(recs, {}));
+    expect(suggestions).toEqual([]);
+    expect(skipped.join('\n')).toMatch(/kube-bot on prod \(kubernetes\): nothing it was allowed needs a rule \(only discovery ran\)/);
+  });
+
+  it('comes out the same whatever order the recordings are read in', () => {
+    const recs = kubeBotRecordings();
+    expect(suggestedPolicyYaml(aggregate([...recs].reverse(), {}))).toBe(suggestedPolicyYaml(aggregate(recs, {})));
+  });
+
+  it('renders requests, exec commands and other URLs in markdown and HTML, escaping what agents sent', () => {
+    const recs = [...kubeBotRecordings(), kubeBot(MAR_10 + 2 * HOUR, [refusedRequest(1, `GET ${execUrl('shop', 'web-0', ['echo', '<script>alert(1)</script>|x'])}`)])];
+    const d = aggregate(recs, {});
+    const yaml = suggestedPolicyYaml(d);
+    const md = renderMarkdown(d, yaml);
+    expect(md).toContain('### Target prod (kubernetes)');
+    expect(md).toContain('| verb | group | resource | namespace | allowed | denied | held |');
+    expect(md).toContain('| list | core | `pods` | shop | 2 | 0 | 0 |');
+    expect(md).toContain('| list | core | `nodes` | (cluster-wide) | 1 | 0 | 0 |');
+    expect(md).toContain('| patch | apps | `deployments` | shop | 1 | 0 | 0 |');
+    expect(md).toContain('| shop | 2 | 0 | 0 | `ls -l` | web-0, web-1 |');
+    expect(md).toContain("| shop | 0 | 1 | 0 | `echo '<script>alert(1)</script>\\|x'` | web-0 |");
+    expect(md).toContain('Other URLs (discovery is allowed without a rule): `GET /api` 1 allowed, `GET /apis` 1 allowed, `GET /metrics` 1 denied');
+    expect(md).toContain('1 request refused as unreadable.');
+    const html = renderHtml(d, yaml);
+    expect(html).not.toContain('<script');
+    expect(html).toContain('<td>patch</td><td>apps</td><td><code>deployments</code></td><td>shop</td>');
+    expect(html).toContain('&#60;script&#62;alert(1)&#60;/script&#62;');
+    expect(unbalancedTags(html)).toEqual([]);
+  });
+});

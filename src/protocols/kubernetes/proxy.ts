@@ -21,6 +21,7 @@ import type { Decision } from '../../policy/rules.js';
 import type { SessionRecording } from '../../recording/recorder.js';
 import type { NodeCa } from '../../tls/node-ca.js';
 import { forbiddenStatus } from '../../policy/kube-rules.js';
+import type { Ticket } from '../../approvals/service.js';
 import { requestInfo, type RequestInfo } from './request-info.js';
 import { KubeResponseMasker, LogStreamMasker, WatchStreamMasker, negotiateJson } from './masking.js';
 
@@ -40,6 +41,8 @@ export interface KubeConnection {
   recording: SessionRecording;
   /** requests decided on this connection */
   requests: number;
+  /** an `approve` decision: granted by an earlier window, a ticket to wait on, or undefined (refused) */
+  requestApproval?(command: string, decision: Decision): { granted: true } | { ticket: Ticket } | undefined;
   closed(): void;
 }
 
@@ -128,6 +131,25 @@ export class KubeProxy {
     const info = requestInfo(req.method ?? 'GET', url);
     const decision: Decision = info.invalid ? { action: 'deny', message: `invalid request path: ${info.invalid}` } : conn.judge.decide(info);
     this.decided(conn, req.method ?? 'GET', url, info, decision);
+    if (decision.action === 'approve') {
+      // the request waits (its body too) while a human decides
+      const command = `${req.method ?? 'GET'} ${url}`;
+      const asked = conn.requestApproval?.(command, decision);
+      if (!asked) return sendForbidden(res, info, decision);
+      if ('granted' in asked) return this.forward(conn, req, res, info);
+      req.pause();
+      res.on('close', () => asked.ticket.cancel());
+      void asked.ticket.outcome.then((o) => this.guard(res, () => {
+        conn.recording.note({ k: 'approval', command, outcome: o.state === 'approved' ? 'approved' : o.state === 'rejected' ? 'rejected' : 'timed out', by: o.by, reason: o.reason });
+        if (o.approved) {
+          req.resume();
+          return this.forward(conn, req, res, info);
+        }
+        const message = o.state === 'rejected' ? `rejected by ${o.by ?? 'an approver'}: ${o.reason ?? 'no reason given'}` : (o.reason ?? 'approval timed out');
+        sendForbidden(res, info, { action: 'deny', message, rule: decision.rule });
+      }));
+      return;
+    }
     if (decision.action !== 'allow') return sendForbidden(res, info, decision);
     this.forward(conn, req, res, info);
   }

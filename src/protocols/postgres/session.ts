@@ -17,7 +17,8 @@ import { authenticationOk, backendKeyData, errorResponse, negotiateProtocolVersi
 import { MessageFramer, ProtocolError, type Frame } from './framer.js';
 import { parseStartupPacket, serializeStartup } from './startup.js';
 import { Denials, type Refusal } from './denial.js';
-import { verdictJson, type QueryVerdict } from '../../policy/rules.js';
+import { verdictJson, type Decision, type QueryVerdict } from '../../policy/rules.js';
+import type { Outcome, Ticket } from '../../approvals/service.js';
 import type { Masker } from '../../masking/plan.js';
 import { ResultMasker, copyOutsOf, type CopyOut } from './results.js';
 import { Backend, Frontend } from './message-types.js';
@@ -37,6 +38,15 @@ interface Catalog {
   byName: Map<string, { name: string; columns: string[] }>;
 }
 const SSL_NO = Buffer.from('N');
+/** what a client may pipeline behind a statement waiting for approval */
+const MAX_HELD_BYTES = 16 << 20;
+
+/** A statement held for approval: its ticket, and how to refuse it if it is not approved. */
+interface Held {
+  ticket: Ticket;
+  command: string;
+  refuse(r: Refusal): Buffer;
+}
 /** what a client may send ahead while its login is still under way */
 const MAX_EARLY_BYTES = 1 << 20;
 
@@ -57,6 +67,11 @@ export interface SessionHooks {
   auditSerialized(event: 'query', members: string): void;
   /** the session is starting (login details known): where it records what happens */
   startRecording(login: { clientUser?: string; database?: string; upstreamUser: string }): SessionRecording;
+  /**
+   * A statement needs a human's approval: `granted` when an earlier approval's window
+   * covers it, a ticket to wait on, or undefined when approvals are not set up (refused).
+   */
+  requestApproval?(command: string, decision: Decision): { granted: true } | { ticket: Ticket } | undefined;
   /** a CancelRequest arrived on this connection */
   cancel(processId: number, secretKey: number): void;
   /** issue the key the client will use to cancel, remembering the upstream one */
@@ -99,6 +114,8 @@ export class PostgresSession {
   private rec: SessionRecording = NOT_RECORDED;
   /** the recording's disk is behind: both sides wait */
   private heldForRecording = false;
+  /** a statement waits for approval: client messages after it wait in the framer */
+  private heldForApproval?: Ticket;
   private readonly denials = new Denials();
   private results?: ResultMasker;
   /** tables as the server's catalog listed them at login; undefined when not needed or not readable */
@@ -209,15 +226,21 @@ export class PostgresSession {
   }
 
   private relayClientMessages(): void {
+    if (this.heldForApproval) {
+      // pipelined messages wait behind the held statement, bounded
+      if (this.fromClient.bufferedBytes > MAX_HELD_BYTES) throw new ProtocolError('too much data sent while a statement waits for approval');
+      return;
+    }
     const up = this.upstream!;
     up.cork();
     try {
       for (let f = this.fromClient.next(); f; f = this.fromClient.next()) {
         this.rec.input(f.raw);
-        let out = f.raw;
+        let out: Buffer | Held = f.raw;
         if (f.type === Frontend.Query) out = this.onQuery(f);
         else if (f.type === Frontend.Parse) out = this.onParse(f);
         else if (f.type === Frontend.FunctionCall) out = this.onFunctionCall();
+        if (!Buffer.isBuffer(out)) return this.hold(f, out);
         if (!up.write(out)) this.client.pause();
         if (f.type === Frontend.Terminate) {
           this.endReason = 'client terminated';
@@ -229,19 +252,40 @@ export class PostgresSession {
     }
   }
 
-  /** The bytes to send upstream for a simple Query: itself, or its denial. */
-  private onQuery(f: Frame): Buffer {
+  /** The bytes to send upstream for a simple Query: itself, or its denial; or a hold. */
+  private onQuery(f: Frame): Buffer | Held {
     const sql = readCString(f.payload, 0)[0];
     const d = this.decide(sql, 'simple');
+    if (d && 'ticket' in d) return { ticket: d.ticket, command: sql, refuse: (r) => this.denials.query(r) };
     return d ? this.denials.query(d) : f.raw;
   }
 
   /** Parse is where the extended protocol is decided; Bind/Execute of a refused statement find nothing. */
-  private onParse(f: Frame): Buffer {
+  private onParse(f: Frame): Buffer | Held {
     const [name, next] = readCString(f.payload, 0);
     const [sql] = readCString(f.payload, next);
     const d = this.decide(sql, 'extended', name || undefined);
+    if (d && 'ticket' in d) return { ticket: d.ticket, command: sql, refuse: (r) => this.denials.parse(name, r) };
     return d ? this.denials.parse(name, d) : f.raw;
+  }
+
+  /**
+   * The statement waits upstream-unsent while a human decides; then it runs (its results
+   * flow as usual) or is refused as any denial is, so the protocol stays in sync.
+   */
+  private hold(f: Frame, held: Held): void {
+    this.heldForApproval = held.ticket;
+    this.opts.hooks.audit('query', { protocol: 'hold', query: held.command, approval: held.ticket.id, message: 'waiting for approval' });
+    held.ticket.outcome.then((o: Outcome) => this.guard(() => {
+      if (this.ended) return;
+      this.heldForApproval = undefined;
+      this.rec.note({ k: 'approval', command: held.command, outcome: o.state === 'approved' ? 'approved' : o.state === 'rejected' ? 'rejected' : 'timed out', by: o.by, reason: o.reason });
+      const bytes = o.approved
+        ? f.raw
+        : held.refuse({ message: o.state === 'rejected' ? `interlock: rejected by ${o.by ?? 'an approver'}: ${o.reason ?? 'no reason given'}` : `interlock: ${o.reason ?? 'approval timed out'}` });
+      if (!this.upstream!.write(bytes)) this.client.pause();
+      this.relayClientMessages(); // what the client sent meanwhile
+    }));
   }
 
   /** The fastpath FunctionCall names a function by oid only: it is never allowed. */
@@ -254,7 +298,7 @@ export class PostgresSession {
   }
 
   /** Audits the verdict; returns what to tell the agent when the statement must not run. */
-  private decide(sql: string, protocol: 'simple' | 'extended', statement?: string): Refusal | undefined {
+  private decide(sql: string, protocol: 'simple' | 'extended', statement?: string): Refusal | { ticket: Ticket } | undefined {
     this.queries++;
     const verdict = this.opts.judge!.decideText(sql);
     const { kinds } = verdict;
@@ -267,7 +311,12 @@ export class PostgresSession {
     const statementMember = statement === undefined ? '' : `,"statement":${JSON.stringify(statement)}`;
     this.opts.hooks.auditSerialized('query', `"protocol":"${protocol}"${statementMember},"query":${JSON.stringify(sql)},${verdictMembers}`);
     this.rec.decision(sql, protocol, kinds, decision.action, decision.rule, decision.message, statement);
-    if (decision.action !== 'allow') return { message: `interlock: ${decision.message}`, detail: decision.rule ? `rule ${decision.rule}` : undefined };
+    if (decision.action === 'approve') {
+      const asked = this.opts.hooks.requestApproval?.(sql, decision);
+      if (asked && 'ticket' in asked) return asked;
+      if (!asked) return { message: `interlock: ${decision.message}`, detail: decision.rule ? `rule ${decision.rule}` : undefined };
+      // granted by an earlier approval's time window: runs like an allowed statement
+    } else if (decision.action !== 'allow') return { message: `interlock: ${decision.message}`, detail: decision.rule ? `rule ${decision.rule}` : undefined };
     for (const c of copies ?? []) this.results!.expectCopy(c.copy, c.columns);
     return undefined;
   }
@@ -497,6 +546,7 @@ export class PostgresSession {
   private close(reason: string): void {
     if (this.ended) return;
     this.ended = true;
+    this.heldForApproval?.cancel();
     this.phase = 'closed';
     if (this.endReason === 'client terminated') reason = this.endReason;
     if (this.upstream && !this.upstream.destroyed) this.upstream.end();

@@ -24,6 +24,7 @@ import { globToRegExp } from '../../util/glob.js';
 import type { HostKey } from './host-key.js';
 import { checkHostKey, parseKnownHosts } from './known-hosts.js';
 import { SftpInspector, type PathAccess } from './sftp.js';
+import type { Ticket } from '../../approvals/service.js';
 
 /** What the session asks of policy. */
 export interface SshJudge {
@@ -37,6 +38,8 @@ export type SshAuditEvent = 'session.start' | 'session.end' | 'connect.refused' 
 export interface SshSessionHooks {
   audit(event: SshAuditEvent, fields: Record<string, unknown>): void;
   startRecording(login: Record<string, unknown>): SessionRecording;
+  /** an `approve` decision: granted by an earlier window, a ticket to wait on, or undefined (refused) */
+  requestApproval?(command: string, decision: Decision): { granted: true } | { ticket: Ticket } | undefined;
   closed(): void;
 }
 
@@ -85,6 +88,8 @@ export class SshSession {
   private ended = false;
   private endReason = 'agent closed';
   private readonly envAllowed: RegExp[];
+  /** commands waiting for approval: closed as expired when the session ends */
+  private readonly holds = new Set<Ticket>();
 
   constructor(private readonly opts: SshSessionOptions) {
     this.envAllowed = (opts.target?.upstream.env ?? []).map((g) => globToRegExp(g, ''));
@@ -225,8 +230,26 @@ export class SshSession {
     const verdict = this.opts.judge!.decideExec(command);
     const d = verdict.decision;
     this.decided('exec', command, d);
+    const run = () => this.withUpstream(accept, state, (up, done) => up.exec(command, { pty: state.pty ?? false, env: state.env }, done), { kind: 'exec', command });
+    if (d.action === 'approve') return this.afterApproval(command, d, run, () => accept());
     if (d.action !== 'allow') return this.refuseWithStatus(accept(), d);
-    this.withUpstream(accept, state, (up, done) => up.exec(command, { pty: state.pty ?? false, env: state.env }, done), { kind: 'exec', command });
+    run();
+  }
+
+  /** The channel waits while a human decides; then it runs, or is refused like any denial. */
+  private afterApproval(command: string, d: Decision, run: () => void, accept: () => ServerChannel): void {
+    const asked = this.opts.hooks.requestApproval?.(command, d);
+    if (!asked) return this.refuseWithStatus(accept(), d);
+    if ('granted' in asked) return run();
+    this.holds.add(asked.ticket);
+    asked.ticket.outcome.then((o) => this.guard(() => {
+      this.holds.delete(asked.ticket);
+      if (this.ended) return;
+      this.rec.note({ k: 'approval', command, outcome: o.state === 'approved' ? 'approved' : o.state === 'rejected' ? 'rejected' : 'timed out', by: o.by, reason: o.reason });
+      if (o.approved) return run();
+      const message = o.state === 'rejected' ? `rejected by ${o.by ?? 'an approver'}: ${o.reason ?? 'no reason given'}` : (o.reason ?? 'approval timed out');
+      this.refuseWithStatus(accept(), { action: 'deny', message, rule: d.rule });
+    }));
   }
 
   private onShell(state: ChannelState, accept: () => ServerChannel): void {
@@ -419,6 +442,7 @@ export class SshSession {
     if (this.ended) return;
     this.ended = true;
     this.endReason = reason;
+    for (const t of this.holds) t.cancel();
     try {
       this.client?.end();
     } catch {
