@@ -229,3 +229,21 @@ describe('retention', () => {
     expect(expiredRecordings(files, now, { days: 1, totalBytes: 0 }, new Set(['a', 'old'])).sort()).toEqual(['b', 'c']);
   });
 });
+
+import { loadHostKey } from '../../src/protocols/ssh/host-key.js';
+describe('the node SSH host key', () => {
+  it('is created 0600 and always reads back (ssh2 encodes a bad key now and then)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'interlock-hostkey-'));
+    try {
+      for (let i = 0; i < 40; i++) {
+        const file = join(dir, `k${i}`);
+        const created = loadHostKey(file, { create: true });
+        expect(created.publicKey).toMatch(/^ssh-ed25519 AAAA/);
+        expect(statSync(file).mode & 0o777).toBe(0o600);
+        expect(loadHostKey(file, { create: false }).publicKey).toBe(created.publicKey);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -41,7 +41,12 @@ export function loadHostKey(file: string, opts: { create: boolean }): HostKey {
 
 function createHostKey(file: string): string {
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-  const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'interlock node host key' });
+  // ssh2's encoder now and then writes a key its own parser refuses (about 1 in 300): keep one that reads back
+  let pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'interlock node host key' });
+  for (let tries = 1; ssh2.utils.parseKey(pair.private) instanceof Error; tries++) {
+    if (tries >= 20) throw new Error('could not generate a readable SSH host key');
+    pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'interlock node host key' });
+  }
   const fd = openSync(file, 'wx', 0o600);
   try {
     writeSync(fd, pair.private);
