@@ -16,6 +16,13 @@ command -v setpriv >/dev/null || need+=(util-linux)
 [[ -x /usr/sbin/sshd ]] || need+=(openssh-server)
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v script >/dev/null || need+=(bsdutils)
+# the deployment tests (test/deploy): unit verification, the Ansible role, the Vagrantfile
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v ansible-playbook >/dev/null || need+=(ansible-core)
+command -v ansible-lint >/dev/null || need+=(ansible-lint)
+command -v vagrant >/dev/null || need+=(vagrant)
+command -v openssl >/dev/null || need+=(openssl)
+[[ -x /usr/sbin/update-ca-certificates ]] || need+=(ca-certificates)
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}" >&2
   if [[ $(id -u) != 0 ]]; then echo "setup: run as root to install ${need[*]}" >&2; exit 1; fi
