@@ -5,7 +5,8 @@
  * Serving keys and certificates are made in memory at start and cached.
  */
 import { X509Certificate, generateKeyPairSync, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readPrivateFile } from '../util/private-file.js';
 import { isIP } from 'node:net';
 import { dirname } from 'node:path';
 import forge from 'node-forge';
@@ -26,20 +27,9 @@ export class NodeCa {
   /** Loads the CA, creating it when both files are absent. */
   static load(certFile: string, keyFile: string, opts: { create: boolean }): NodeCa {
     if (!existsSync(certFile) && !existsSync(keyFile) && opts.create) create(certFile, keyFile);
-    let keyPem: string;
-    try {
-      const fd = openSync(keyFile, 'r');
-      try {
-        const mode = fstatSync(fd).mode;
-        if ((mode & 0o077) !== 0) throw new Error(`the node CA key ${keyFile} is readable by others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
-        keyPem = readFileSync(fd, 'utf8');
-      } finally {
-        closeSync(fd);
-      }
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw code ? new Error(`cannot read the node CA key ${keyFile}: ${code}`) : e;
-    }
+    const key = readPrivateFile(keyFile, 'the node CA key');
+    if (!key) throw new Error(`cannot read the node CA key ${keyFile}: ENOENT`);
+    const keyPem = key.toString('utf8');
     const certPem = readFileSync(certFile, 'utf8');
     new X509Certificate(certPem); // a clear error now rather than at the first handshake
     return new NodeCa(certPem, forge.pki.privateKeyFromPem(keyPem), forge.pki.certificateFromPem(certPem));

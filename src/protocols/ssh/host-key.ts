@@ -4,7 +4,8 @@
  * Created (ed25519, 0600) on first start; whoever reads it can impersonate targets
  * to agents, so it is root's alone.
  */
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { readPrivateFile } from '../../util/private-file.js';
 import { dirname } from 'node:path';
 import ssh2 from 'ssh2';
 
@@ -16,23 +17,9 @@ export interface HostKey {
 }
 
 export function loadHostKey(file: string, opts: { create: boolean }): HostKey {
-  let text: string;
-  try {
-    const fd = openSync(file, 'r');
-    try {
-      const mode = fstatSync(fd).mode;
-      if ((mode & 0o077) !== 0) throw new Error(`the SSH host key ${file} is readable by others (mode ${(mode & 0o777).toString(8)}); chmod 600 it`);
-      text = readFileSync(fd, 'utf8');
-    } finally {
-      closeSync(fd);
-    }
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || !opts.create) {
-      if ((e as NodeJS.ErrnoException).code) throw new Error(`cannot read the SSH host key ${file}: ${(e as NodeJS.ErrnoException).code}`);
-      throw e;
-    }
-    text = createHostKey(file);
-  }
+  const stored = readPrivateFile(file, 'the SSH host key');
+  if (!stored && !opts.create) throw new Error(`cannot read the SSH host key ${file}: ENOENT`);
+  const text = stored ? stored.toString('utf8') : createHostKey(file);
   const parsed = ssh2.utils.parseKey(text);
   if (parsed instanceof Error) throw new Error(`the SSH host key ${file} cannot be read: ${parsed.message}`);
   const key = Array.isArray(parsed) ? parsed[0]! : parsed;
