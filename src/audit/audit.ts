@@ -22,7 +22,8 @@ export type AuditEvent =
   | 'file'
   | 'approval.requested'
   | 'approval.decided'
-  | 'approval.notify-failed';
+  | 'approval.notify-failed'
+  | 'workload.groups-dropped';
 
 export interface Audit {
   event(event: AuditEvent, fields?: Record<string, unknown>): void;

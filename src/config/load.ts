@@ -244,7 +244,7 @@ function recordingConfig(r: Fields): RecordingConfig {
 }
 
 function workload(v: unknown, f: string): WorkloadDef {
-  const m = fields(v, f, ['name', 'match', 'groups']);
+  const m = fields(v, f, ['name', 'match', 'groups', 'oidc']);
   const name = m.req('name', objectName);
   if (name.toLowerCase() === 'unknown') fail(m.path('name'), '"unknown" is reserved for connections no workload matches');
   const match = m.req('match', (v, f) => {
@@ -252,7 +252,15 @@ function workload(v: unknown, f: string): WorkloadDef {
     if (!mm.has('cgroup') && !mm.has('uid')) fail(f, 'needs at least one of cgroup or uid');
     return { cgroup: mm.opt('cgroup', cgroupPath), uid: mm.opt('uid', uid) };
   });
-  return { name, match, groups: m.opt('groups', list(str), []) };
+  const oidc = m.opt('oidc', (v, f) => {
+    const o = fields(v, f, ['issuer', 'clientId', 'clientSecret', 'groupsClaim', 'rolesClaim', 'scope', 'resource']);
+    return {
+      issuer: o.req('issuer', url), clientId: o.req('clientId', str), clientSecret: o.req('clientSecret', secretRef),
+      groupsClaim: o.opt('groupsClaim', str, 'groups'), rolesClaim: o.opt('rolesClaim', str, 'roles'),
+      scope: o.opt('scope', str), resource: o.opt('resource', str),
+    };
+  });
+  return { name, match, groups: m.opt('groups', list(str), []), ...(oidc ? { oidc } : {}) };
 }
 
 function target(v: unknown, f: string): TargetDef {

@@ -12,6 +12,8 @@ export interface WorkloadDef {
   /** cgroup: exact path or glob, relative to the cgroup2 mount (e.g. /agents.slice/report-bot.service) */
   match: { cgroup?: string; uid?: number };
   groups: string[];
+  /** groups (and roles) from the IdP, read from the workload's client-credentials token and merged in */
+  oidc?: { issuer: string; clientId: string; clientSecret: SecretRef; groupsClaim: string; rolesClaim: string; scope?: string; resource?: string };
 }
 
 export interface PostgresUpstream extends HostPort {

@@ -24,6 +24,8 @@ export interface AdmissionDeps {
   policies: PolicyDef[];
   cgroups: CgroupDirectory;
   workloads: WorkloadMatcher;
+  /** groups a workload holds right now from its IdP (empty when its token cannot be had: fail closed) */
+  idpGroups?: (workload: string) => string[];
 }
 
 export function admit(origin: Origin | null, deps: AdmissionDeps): Admission {
@@ -33,7 +35,9 @@ export function admit(origin: Origin | null, deps: AdmissionDeps): Admission {
       refusal: { code: '28000', message: 'this connection was not redirected by interlock: dial the target\'s own address, not the proxy port' },
     };
   }
-  const identity = deps.workloads.identify(deps.cgroups.pathOf(origin.cgroupId, origin.pid), origin.uid);
+  const matched = deps.workloads.identify(deps.cgroups.pathOf(origin.cgroupId, origin.pid), origin.uid);
+  const extra = deps.idpGroups?.(matched.workload) ?? [];
+  const identity = extra.length ? { ...matched, groups: [...new Set([...matched.groups, ...extra])] } : matched;
   const target = deps.targets.byAddress(origin.dstIp, origin.dstPort);
   const dst = formatEndpoint(origin.dstIp, origin.dstPort);
   if (!target) {

@@ -35,7 +35,8 @@ import type { KubernetesTargetDef } from '../config/types.js';
 import { ApprovalError, ApprovalService, type Approver, type HoldContext, type Ticket } from '../approvals/service.js';
 import { ApprovalStore } from '../approvals/store.js';
 import { Webhooks } from '../approvals/webhooks.js';
-import { IdTokenVerifier } from '../identity/oidc.js';
+import { IdTokenVerifier, WorkloadGroups } from '../identity/oidc.js';
+import { readSecret } from '../config/targets.js';
 import { durationMs } from '../config/load.js';
 import type { Decision } from '../policy/rules.js';
 
@@ -68,6 +69,9 @@ export class Daemon {
   private recordings?: RecordingStore;
   private approvals?: ApprovalService;
   private approverTokens?: IdTokenVerifier;
+  /** per workload with an IdP client: its groups from client-credentials tokens */
+  private readonly idpGroups = new Map<string, WorkloadGroups>();
+  private readonly timers: NodeJS.Timeout[] = [];
   private control?: ControlServer;
   private admission!: AdmissionDeps;
   private cgroupPath = '';
@@ -107,11 +111,31 @@ export class Daemon {
     this.cgroupPath = join(mount, config.agents.cgroup);
     mkdirSync(this.cgroupPath, { recursive: true });
 
+    for (const w of config.workloads) {
+      if (!w.oidc) continue;
+      const o = w.oidc;
+      const groups = new WorkloadGroups({
+        issuer: o.issuer, clientId: o.clientId, clientSecret: readSecret(o.clientSecret) ?? '', groupsClaim: o.groupsClaim, rolesClaim: o.rolesClaim,
+        scope: o.scope, resource: o.resource,
+        onFailure: (why) => this.audit.event('workload.groups-dropped', { workload: w.name, issuer: o.issuer, why }),
+      });
+      this.idpGroups.set(w.name, groups);
+      // keeps the token renewed ahead of expiry; groups() asks the IdP only when a renewal is due
+      this.timers.push(setInterval(() => void groups.groups().catch(() => []), 1000).unref());
+      // the first token before the first connection; a failure here already fails closed (no IdP groups)
+      await Promise.race([groups.groups().catch(() => []), new Promise((r) => setTimeout(r, 10_000).unref())]);
+    }
     this.admission = {
       targets: new TargetIndex(config.targets),
       policies: config.policies,
       cgroups: new CgroupDirectory(mount, config.agents.cgroup),
       workloads: new WorkloadMatcher(config.workloads),
+      idpGroups: (workload) => {
+        const g = this.idpGroups.get(workload);
+        if (!g) return [];
+        void g.groups().catch(() => []); // renews in the background when due; admission never waits on the IdP
+        return g.cached();
+      },
     };
 
     // listen before redirecting, so the first redirected connection finds us
@@ -391,6 +415,7 @@ export class Daemon {
     if (this.stopping) return;
     this.stopping = true;
     for (const s of this.servers) s.close();
+    for (const t of this.timers) clearInterval(t);
     this.kube?.close();
     for (const { session } of this.sessions.values()) session.shutdown('interlock is shutting down');
     const deadline = Date.now() + graceMs;

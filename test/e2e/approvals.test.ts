@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
-import { chmodSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bpfGate } from '../helpers/bpf-gate.js';
 import { collect, runAgent, spawnAgent } from '../helpers/agent.js';
@@ -51,7 +51,9 @@ describe.skipIf(!enabled)('approvals through the redirect', () => {
 
   beforeAll(async () => {
     rmSync('/tmp/interlock-approvals-e2e', { recursive: true, force: true });
-    idp = await startIdp({ host: '127.0.0.9', port: 18090 });
+    idp = await startIdp({ host: '127.0.0.9', port: 18090, workloadTokenTtlSec: 4 });
+    mkdirSync('/tmp/interlock-approvals-e2e', { recursive: true, mode: 0o700 });
+    writeFileSync('/tmp/interlock-approvals-e2e/orders-agent.secret', idp.ordersAgent.clientSecret, { mode: 0o600 });
     hook = createServer((req, res) => {
       let body = '';
       req.on('data', (d) => (body += d));
@@ -61,12 +63,29 @@ describe.skipIf(!enabled)('approvals through the redirect', () => {
       });
     });
     await new Promise<void>((r) => hook.listen(18091, '127.0.0.9', r));
+    const withIdp = (text: string) => text.replace('"ISSUER"', `"${idp.issuer}"`).replace('CLIENT', idp.ordersAgent.clientId);
     env = new E2EEnv({
       name: 'approvals',
       proxyPort: 15442,
       rules: [
         '      - { action: allow, match: { statements: [select] } }',
         '      - { action: approve, match: { statements: [insert, update, delete] }, approvers: [dba], timeout: 4s }',
+      ].join('\n'),
+      // a workload whose groups come only from its IdP client's token
+      workloads: withIdp([
+        '  - name: idp-bot',
+        '    match: { cgroup: /interlock-approvals.slice/idp-bot.service }',
+        '    oidc:',
+        `      issuer: "ISSUER"`,
+        `      clientId: CLIENT`,
+        '      clientSecret: { file: /tmp/interlock-approvals-e2e/orders-agent.secret }',
+      ].join('\n')),
+      policies: [
+        '  - name: reporting',
+        '    subjects: { groups: [reporting] }',
+        '    targets: [orders-db]',
+        '    rules:',
+        '      - { action: allow, match: { statements: [select] } }',
       ].join('\n'),
       extra: [
         'approvals:',
@@ -162,5 +181,27 @@ describe.skipIf(!enabled)('approvals through the redirect', () => {
     const other = await held("INSERT INTO notes VALUES (4, 'not covered')");
     expect(other.stderr).toMatch(/approval timed out/);
     chmodSync(env.root, 0o755);
+  });
+
+  it('groups from the workload\'s client-credentials token drive policy; with the IdP down after expiry they are dropped and access is denied', async () => {
+    const asIdpBot = () => runAgent(env.cg('idp-bot.service'), 'psql', ['-h', '127.0.0.3', '-U', 'agent', '-d', 'orders', '-w', '-qAtX', '-c', "SELECT 'idp_groups_ok'"]);
+    const ok = await asIdpBot();
+    expect(ok.stderr).toBe('');
+    expect(ok.stdout).toBe('idp_groups_ok\n'); // allowed only through the IdP's [reporting] group
+    const start = await waitForAudit(env.auditFile, (l) => l.event === 'session.start' && l.pid === ok.pid);
+    expect(start.groups).toEqual(expect.arrayContaining(['reporting', 'orders-reader']));
+
+    await idp.setDown(true);
+    try {
+      await new Promise((r) => setTimeout(r, 5000)); // past the 4 s token lifetime
+      await asIdpBot(); // sees the expiry, asks the IdP, which is down
+      await new Promise((r) => setTimeout(r, 300));
+      const denied = await asIdpBot();
+      expect(denied.stdout).toBe('');
+      expect(denied.stderr).toMatch(/has no policy for target orders-db/);
+      await waitForAudit(env.auditFile, (l) => l.event === 'workload.groups-dropped' && l.workload === 'idp-bot');
+    } finally {
+      await idp.setDown(false);
+    }
   });
 });
