@@ -7,6 +7,7 @@
 # Usage: bench/kube.sh [kubectl runs per round=20] [rounds=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 [[ $(id -u) == 0 ]] || { echo "bench: run as root"; exit 1; }
 N=${1:-20}; ROUNDS=${2:-3}
 ((N > 0 && N <= 200 && ROUNDS > 0 && ROUNDS <= 10)) || { echo "bench: runs 1..200, rounds 1..10"; exit 1; }
@@ -86,13 +87,12 @@ mkdir -p "$AGENT_CG" "$DIRECT_CG"
 
 get_pods() { # mode
   case $1 in
-    direct) sh -c 'echo $$ > "$0/cgroup.procs" && shift && exec "$@"' "$DIRECT_CG" _ \
+    direct) in_cgroup "$DIRECT_CG" \
       kubectl --kubeconfig "$B/kubeconfig-direct" --cache-dir "$B/cache-direct" get pods -n shop >/dev/null ;;
-    interlock) sh -c 'echo $$ > "$0/cgroup.procs" && shift && exec "$@"' "$AGENT_CG" _ \
+    interlock) in_cgroup "$AGENT_CG" \
       kubectl --kubeconfig "$B/kubeconfig-interlock" --cache-dir "$B/cache-interlock" get pods -n shop >/dev/null ;;
   esac
 }
-now() { date +%s.%N; }
 get_pods direct; get_pods interlock # warm the discovery caches
 
 declare -A MS
@@ -106,7 +106,6 @@ for round in $(seq 1 "$ROUNDS"); do
     printf '  round %d %-10s %8s ms per kubectl get pods\n' "$round" "$mode" "$ms"
   done
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 d=$(median <<<"${MS[direct]}"); i=$(median <<<"${MS[interlock]}")
 printf '\n%-10s %12s %8s\n' mode ms ratio
 awk -v d="$d" 'BEGIN { printf "%-10s %12.1f %8.2f\n", "direct", d, 1 }'

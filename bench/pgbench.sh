@@ -10,6 +10,7 @@
 #        BENCH_PGBENCH     extra pgbench flags (e.g. "-M prepared")
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 [[ $(id -u) == 0 ]] || { echo "bench: run as root"; exit 1; }
 SECS=${1:-10}; ROUNDS=${2:-3}; CLIENTS=${3:-8}
 ((SECS > 0 && SECS <= 120 && ROUNDS > 0 && ROUNDS <= 10 && CLIENTS > 0 && CLIENTS <= 64)) || { echo "bench: seconds 1..120, rounds 1..10, clients 1..64"; exit 1; }
@@ -104,7 +105,7 @@ run() { # mode → pgbench output
   case $1 in
     direct) PGPASSWORD=$PASS pgbench -h 127.0.0.3 -U app "${args[@]}" 2>&1 ;;
     pgbouncer) pgbench -h 127.0.0.1 -p 6432 -U app "${args[@]}" 2>&1 ;;
-    interlock) sh -c 'echo $$ > "$0/cgroup.procs" && shift && exec "$@"' "$AGENT_CG" _ pgbench -h 127.0.0.3 -U agent "${args[@]}" 2>&1 ;;
+    interlock) in_cgroup "$AGENT_CG" pgbench -h 127.0.0.3 -U agent "${args[@]}" 2>&1 ;;
   esac
 }
 
@@ -121,7 +122,6 @@ for round in $(seq 1 "$ROUNDS"); do
     printf '  round %d %-10s %10.0f tps %8s ms\n' "$round" "$mode" "$t" "$l"
   done
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 dt=$(median <<<"${TPS[direct]}"); dl=$(median <<<"${LAT[direct]}")
 printf '\n%-10s %12s %10s %12s %14s\n' mode median_tps ratio latency_ms added_ms
 for mode in "${MODES[@]}"; do

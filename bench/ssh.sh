@@ -6,6 +6,7 @@
 # Usage: bench/ssh.sh [round trips per round=20] [rounds=3] [MiB for throughput=100]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 [[ $(id -u) == 0 ]] || { echo "bench: run as root"; exit 1; }
 N=${1:-20}; ROUNDS=${2:-3}; MIB=${3:-100}
 ((N > 0 && N <= 200 && ROUNDS > 0 && ROUNDS <= 10 && MIB > 0 && MIB <= 2048)) || { echo "bench: round trips 1..200, rounds 1..10, MiB 1..2048"; exit 1; }
@@ -84,11 +85,10 @@ ssh_as() { # mode, remote command...
   local mode=$1; shift
   case $mode in
     direct) ssh "${SSH_OPTS[@]}" -o UserKnownHostsFile="$B/upstream_known_hosts" -i "$B/vaulted_key" "$USER_NAME@127.0.0.4" "$@" ;;
-    interlock) sh -c 'echo $$ > "$0/cgroup.procs" && shift && exec "$@"' "$AGENT_CG" _ \
+    interlock) in_cgroup "$AGENT_CG" \
       ssh "${SSH_OPTS[@]}" -o UserKnownHostsFile="$B/agent_known_hosts" -o IdentityFile=/dev/null "$USER_NAME@127.0.0.4" "$@" ;;
   esac
 }
-now() { date +%s.%N; }
 
 declare -A RTT MBS
 echo "ssh round trips ($N per round) and a ${MIB} MiB cat, $ROUNDS rounds alternated, OpenSSH on 127.0.0.4, $(nproc) cores"
@@ -106,7 +106,6 @@ for round in $(seq 1 "$ROUNDS"); do
     printf '  round %d %-10s %8s ms per ssh true %8s MiB/s cat\n' "$round" "$mode" "$rtt" "$mbs"
   done
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 dr=$(median <<<"${RTT[direct]}"); dm=$(median <<<"${MBS[direct]}")
 ir=$(median <<<"${RTT[interlock]}"); im=$(median <<<"${MBS[interlock]}")
 printf '\n%-10s %14s %10s %14s %10s\n' mode ms_per_true ratio MiB_per_s ratio

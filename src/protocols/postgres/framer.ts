@@ -7,6 +7,8 @@
  * mutate the chunks it pushed.
  */
 
+import { ChunkQueue } from '../../util/chunk-queue.js';
+
 /** A wire-protocol violation; `code` is the SQLSTATE to report to the peer (08P01 unless noted). */
 export class ProtocolError extends Error {
   readonly code: string;
@@ -38,10 +40,7 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 export const MAX_STARTUP_PAYLOAD_BYTES = 10000;
 
 export class MessageFramer {
-  private chunks: Buffer[] = [];
-  /** read offset into chunks[0] */
-  private head = 0;
-  private buffered = 0;
+  private readonly queue = new ChunkQueue();
   private startup: boolean;
   private readonly maxMessageBytes: number;
 
@@ -52,7 +51,7 @@ export class MessageFramer {
 
   /** Unconsumed bytes held by the framer (for back-pressure / accounting). */
   get bufferedBytes(): number {
-    return this.buffered;
+    return this.queue.length;
   }
 
   /** Startup-format messages (SSLRequest, StartupMessage, CancelRequest) have no type byte. */
@@ -61,9 +60,7 @@ export class MessageFramer {
   }
 
   push(chunk: Buffer): void {
-    if (chunk.length === 0) return;
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
+    this.queue.push(chunk);
   }
 
   /**
@@ -73,16 +70,14 @@ export class MessageFramer {
    */
   next(): Frame | null {
     const headerLen = this.startup ? 4 : 5;
-    if (this.buffered < headerLen) return null;
-    let buf = this.contiguous(headerLen);
-    const lengthAt = this.head + headerLen - 4;
-    const len = buf.readInt32BE(lengthAt); // counts itself, not the type byte
-    this.checkLength(len, buf[this.head]);
+    const q = this.queue;
+    if (q.length < headerLen) return null;
+    const buf = q.contiguous(headerLen);
+    const len = buf.readInt32BE(q.offset + headerLen - 4); // counts itself, not the type byte
+    this.checkLength(len, buf[q.offset]!);
     const total = headerLen - 4 + len;
-    if (this.buffered < total) return null;
-    buf = this.contiguous(total);
-    const raw = buf.subarray(this.head, this.head + total);
-    this.consume(total);
+    if (q.length < total) return null;
+    const raw = q.take(total);
     return { type: this.startup ? 0 : raw[0], payload: raw.subarray(headerLen), raw };
   }
 
@@ -96,25 +91,6 @@ export class MessageFramer {
       const type = JSON.stringify(String.fromCharCode(typeByte));
       if (len > this.maxMessageBytes) throw new ProtocolError(`message type ${type} of ${len} bytes is too large (limit ${this.maxMessageBytes})`);
       throw new ProtocolError(`invalid message length ${len} for message type ${type}`);
-    }
-  }
-
-  /** Makes the first n unread bytes contiguous in chunks[0]; copies only when they straddle chunks. */
-  private contiguous(n: number): Buffer {
-    const first = this.chunks[0];
-    if (first.length - this.head >= n) return first;
-    const merged = Buffer.concat([first.subarray(this.head), ...this.chunks.slice(1)], this.buffered);
-    this.chunks = [merged];
-    this.head = 0;
-    return merged;
-  }
-
-  private consume(n: number): void {
-    this.head += n;
-    this.buffered -= n;
-    if (this.head === this.chunks[0].length) {
-      this.chunks.shift();
-      this.head = 0;
     }
   }
 }

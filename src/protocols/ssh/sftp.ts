@@ -19,6 +19,7 @@
  * login directory); the decider normalises. One exception: a relative SYMLINK target is
  * relative to the link's directory, so the link's directory is put in front (not resolved).
  */
+import { ChunkQueue } from '../../util/chunk-queue.js';
 
 export type PathAccess = 'read' | 'write';
 export type SftpDecision = { allowed: true } | { allowed: false; message: string };
@@ -89,52 +90,27 @@ interface Packet {
 
 /** uint32 length, then that many bytes: a type byte and the body. */
 class PacketFramer {
-  private chunks: Buffer[] = [];
-  private head = 0;
-  private buffered = 0;
+  private readonly queue = new ChunkQueue();
 
   constructor(private readonly maxPacketBytes: number, private readonly side: string) {}
 
   push(chunk: Buffer): void {
-    if (chunk.length === 0) return;
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
+    this.queue.push(chunk);
   }
 
   /** The next whole packet, or null. Throws as soon as a bad length is visible, before its body is awaited. */
   next(): Packet | null {
-    if (this.buffered < 4) return null;
-    let buf = this.contiguous(4);
-    const len = buf.readUInt32BE(this.head);
+    const q = this.queue;
+    if (q.length < 4) return null;
+    const len = q.contiguous(4).readUInt32BE(q.offset);
     if (len > this.maxPacketBytes) {
       throw new SftpProtocolError(`SFTP packet from the ${this.side} of ${len} bytes exceeds the limit of ${this.maxPacketBytes}`);
     }
     if (len < 1) throw new SftpProtocolError(`empty SFTP packet from the ${this.side}`);
     const total = 4 + len;
-    if (this.buffered < total) return null;
-    buf = this.contiguous(total);
-    const raw = buf.subarray(this.head, this.head + total);
-    this.consume(total);
+    if (q.length < total) return null;
+    const raw = q.take(total);
     return { type: raw[4], body: raw.subarray(5), raw };
-  }
-
-  /** Makes the first n unread bytes contiguous; copies only when they straddle chunks. */
-  private contiguous(n: number): Buffer {
-    const first = this.chunks[0];
-    if (first.length - this.head >= n) return first;
-    const merged = Buffer.concat([first.subarray(this.head), ...this.chunks.slice(1)], this.buffered);
-    this.chunks = [merged];
-    this.head = 0;
-    return merged;
-  }
-
-  private consume(n: number): void {
-    this.head += n;
-    this.buffered -= n;
-    if (this.head === this.chunks[0].length) {
-      this.chunks.shift();
-      this.head = 0;
-    }
   }
 }
 
