@@ -10,6 +10,13 @@
 #define IL_MAX_TARGETS 4096
 #define IL_MAX_PORTS 256
 #define IL_MAX_FLOWS 65536
+#define IL_MAX_ALLOW 1024
+#define IL_MAX_UNIX_DENY 256
+#define IL_UNIX_PATH_LEN 108
+#define IL_EVENTS_BYTES (256 * 1024)
+
+/* il_config[0].flags */
+#define IL_EGRESS_LOCKDOWN 1 /* refuse every connect/send that is neither redirected nor allow-listed */
 
 /* where an intercepted connection goes: the proxy listener's port on loopback */
 struct il_redirect {
@@ -38,6 +45,37 @@ struct il_origin {
 	__u16 reserved;
 	__u64 cgroup_id;
 	char comm[IL_COMM_LEN];
+};
+
+/* egress allow-list entry (LPM trie): protocol (0: any), port (0: any), then the
+ * address, so a prefix length of 24 + n matches the first n address bits */
+struct il_allow_key {
+	__u32 prefixlen;
+	__u8 protocol;
+	__u8 port_be[2]; /* big-endian: it is part of the matched bit string */
+	__u8 addr[16];
+};
+
+struct il_config {
+	__u32 flags;
+};
+
+enum { IL_EV_CONNECT = 1, IL_EV_SENDMSG = 2, IL_EV_SOCKET = 3, IL_EV_UNIX = 4 };
+
+/* one refused attempt, sent to the daemon through the il_events ring buffer */
+struct il_event {
+	__u64 cgroup_id;
+	__u32 pid;
+	__u32 uid;
+	__u8 kind; /* IL_EV_* */
+	__u8 protocol; /* IPPROTO_* (or the socket's protocol for IL_EV_SOCKET) */
+	__u16 port;
+	__u16 family;
+	__u16 sock_type;
+	__u8 addr[16];
+	char comm[IL_COMM_LEN];
+	char path[IL_UNIX_PATH_LEN]; /* IL_EV_UNIX: the listener's bound name */
+	__u32 reserved;
 };
 
 #endif

@@ -22,7 +22,15 @@
 #include <string>
 #include <vector>
 
+#include "interlock.h"
 #include "interlock.skel.h"
+#include <cstddef>
+
+// the TypeScript decoder (src/interception/layout.ts) reads these sizes and offsets
+static_assert(sizeof(struct il_origin) == 56, "il_origin layout");
+static_assert(sizeof(struct il_allow_key) == 24, "il_allow_key layout");
+static_assert(sizeof(struct il_event) == 168, "il_event layout");
+static_assert(offsetof(struct il_event, path) == 56, "il_event layout");
 
 namespace {
 
@@ -84,6 +92,19 @@ Napi::Value EnsureBpffs(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
+// activeLsms() → the kernel's active LSMs ("lockdown,capability,...,bpf"), mounting
+// securityfs first if nobody has; "" when it cannot be read.
+Napi::Value ActiveLsms(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* file = "/sys/kernel/security/lsm";
+  if (access(file, R_OK) != 0) mount("securityfs", "/sys/kernel/security", "securityfs", 0, nullptr);
+  Fd fd(open(file, O_RDONLY));
+  if (fd.fd < 0) return Napi::String::New(env, "");
+  char buf[512];
+  ssize_t n = read(fd.fd, buf, sizeof(buf) - 1);
+  return Napi::String::New(env, n > 0 ? std::string(buf, n) : "");
+}
+
 std::string LinkPinPath(const std::string& pin_dir, const char* prog_name) {
   return pin_dir + "/link_" + prog_name;
 }
@@ -98,7 +119,22 @@ uint64_t PinnedLinkCgroup(int link_fd) {
   return li.cgroup.cgroup_id;
 }
 
-// attach(cgroupPath, pinDir) → { cgroupId, created, updated }
+// BPF_CGROUP_UNIX_CONNECT (kernel 6.7): newer than the uapi headers libbpf-dev may ship
+constexpr int kAttachCgroupUnixConnect = 49;
+
+// Sections the build's libbpf may not know: the loader sets their types itself.
+void TypeUnknownSections(struct bpf_object* obj) {
+  struct bpf_program* prog;
+  bpf_object__for_each_program(prog, obj) {
+    if (strcmp(bpf_program__section_name(prog), "cgroup/connect_unix") == 0) {
+      bpf_program__set_type(prog, BPF_PROG_TYPE_CGROUP_SOCK_ADDR);
+      bpf_program__set_expected_attach_type(prog, static_cast<enum bpf_attach_type>(kAttachCgroupUnixConnect));
+    }
+  }
+}
+
+// attach(cgroupPath, pinDir, skip) → { cgroupId, created, updated }
+// skip: names of optional programs this kernel cannot load (the caller retries with them)
 // Loads fresh programs, re-using the pinned maps (so flows in flight and the target
 // table survive a restart), and either swaps them into the already pinned links
 // (no window without redirect) or attaches and pins new links.
@@ -106,6 +142,11 @@ Napi::Value Attach(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string cgroup_path = info[0].As<Napi::String>();
   std::string pin_dir = info[1].As<Napi::String>();
+  std::vector<std::string> skip;
+  if (info.Length() > 2 && info[2].IsArray()) {
+    Napi::Array a = info[2].As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) skip.push_back(a.Get(i).As<Napi::String>());
+  }
 
   struct stat cst;
   if (stat(cgroup_path.c_str(), &cst) != 0) throw ErrnoError(env, "cgroup " + cgroup_path, errno);
@@ -120,9 +161,17 @@ Napi::Value Attach(const Napi::CallbackInfo& info) {
   if (!skel) throw ErrnoError(env, "opening the BPF object", errno);
   struct bpf_map* map;
   bpf_object__for_each_map(map, skel->obj) {
+    // .rodata and friends are frozen per load: re-using a pinned one fails
+    if (bpf_map__is_internal(map)) continue;
     std::string path = pin_dir + "/" + bpf_map__name(map);
     bpf_map__set_pin_path(map, path.c_str());
   }
+  struct bpf_program* prog;
+  bpf_object__for_each_program(prog, skel->obj) {
+    for (auto& name : skip)
+      if (name == bpf_program__name(prog)) bpf_program__set_autoload(prog, false);
+  }
+  TypeUnknownSections(skel->obj);
   int err = interlock__load(skel);
   if (err) {
     interlock__destroy(skel);
@@ -130,8 +179,8 @@ Napi::Value Attach(const Napi::CallbackInfo& info) {
   }
 
   int created = 0, updated = 0;
-  struct bpf_program* prog;
   bpf_object__for_each_program(prog, skel->obj) {
+    if (!bpf_program__autoload(prog)) continue;
     std::string pin = LinkPinPath(pin_dir, bpf_program__name(prog));
     Fd old(bpf_obj_get(pin.c_str()));
     if (old.fd >= 0 && PinnedLinkCgroup(old.fd) == cgroup_id &&
@@ -295,6 +344,79 @@ Napi::Value MapKeys(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// Ring buffers the daemon drains: id → the reader and what it has read so far.
+struct EventReader {
+  struct ring_buffer* ring = nullptr;
+  std::vector<std::string> pending;
+  size_t max = 0;
+};
+std::map<int, EventReader*> readers;
+int next_reader = 1;
+
+int CollectEvent(void* ctx, void* data, size_t size) {
+  auto* r = static_cast<EventReader*>(ctx);
+  r->pending.emplace_back(static_cast<const char*>(data), size);
+  return r->pending.size() >= r->max ? -1 : 0;  // a negative return stops this pass (the record is kept)
+}
+
+// eventsOpen(mapPath) → a reader id for the pinned ring buffer
+Napi::Value EventsOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = MapFd(env, info[0].As<Napi::String>());
+  auto* r = new EventReader();
+  r->ring = ring_buffer__new(fd, CollectEvent, r, nullptr);
+  if (!r->ring) {
+    int e = errno;
+    delete r;
+    throw ErrnoError(env, "opening ring buffer " + info[0].As<Napi::String>().Utf8Value(), e);
+  }
+  int id = next_reader++;
+  readers[id] = r;
+  return Napi::Number::New(env, id);
+}
+
+// eventsDrain(id, max) → Buffer[]: up to max records, without blocking
+Napi::Value EventsDrain(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto it = readers.find(info[0].As<Napi::Number>().Int32Value());
+  if (it == readers.end()) throw Napi::Error::New(env, "no such event reader");
+  EventReader* r = it->second;
+  r->max = info[1].As<Napi::Number>().Uint32Value();
+  r->pending.clear();
+  int n = ring_buffer__consume(r->ring);
+  if (n < 0 && r->pending.empty()) throw ErrnoError(env, "reading ring buffer", n);
+  Napi::Array out = Napi::Array::New(env, r->pending.size());
+  for (uint32_t i = 0; i < r->pending.size(); i++)
+    out.Set(i, Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(r->pending[i].data()), r->pending[i].size()));
+  r->pending.clear();
+  return out;
+}
+
+// eventsClose(id)
+Napi::Value EventsClose(const Napi::CallbackInfo& info) {
+  auto it = readers.find(info[0].As<Napi::Number>().Int32Value());
+  if (it != readers.end()) {
+    ring_buffer__free(it->second->ring);
+    delete it->second;
+    readers.erase(it);
+  }
+  return info.Env().Undefined();
+}
+
+// mapLookup(mapPath, key, valueSize) → the value or null
+Napi::Value MapLookup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = MapFd(env, info[0].As<Napi::String>());
+  auto key = BufferArg(info, 1);
+  uint32_t value_size = info[2].As<Napi::Number>().Uint32Value();
+  Napi::Buffer<uint8_t> value = Napi::Buffer<uint8_t>::New(env, value_size);
+  if (bpf_map_lookup_elem(fd, key.Data(), value.Data()) != 0) {
+    if (errno == ENOENT) return env.Null();
+    throw ErrnoError(env, "looking up map", errno);
+  }
+  return value;
+}
+
 // probe() → which program types this kernel loads
 Napi::Value Probe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -316,6 +438,7 @@ Napi::Value SetParentDeathSignal(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   libbpf_set_print(CaptureLibbpfLog);
   exports.Set("ensureBpffs", Napi::Function::New(env, EnsureBpffs));
+  exports.Set("activeLsms", Napi::Function::New(env, ActiveLsms));
   exports.Set("attach", Napi::Function::New(env, Attach));
   exports.Set("detach", Napi::Function::New(env, Detach));
   exports.Set("links", Napi::Function::New(env, Links));
@@ -323,6 +446,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mapDelete", Napi::Function::New(env, MapDelete));
   exports.Set("mapTake", Napi::Function::New(env, MapTake));
   exports.Set("mapKeys", Napi::Function::New(env, MapKeys));
+  exports.Set("mapLookup", Napi::Function::New(env, MapLookup));
+  exports.Set("eventsOpen", Napi::Function::New(env, EventsOpen));
+  exports.Set("eventsDrain", Napi::Function::New(env, EventsDrain));
+  exports.Set("eventsClose", Napi::Function::New(env, EventsClose));
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("setParentDeathSignal", Napi::Function::New(env, SetParentDeathSignal));
   return exports;

@@ -23,7 +23,9 @@ export type AuditEvent =
   | 'approval.requested'
   | 'approval.decided'
   | 'approval.notify-failed'
-  | 'workload.groups-dropped';
+  | 'workload.groups-dropped'
+  | 'egress.refused'
+  | 'egress.refusals-lost';
 
 export interface Audit {
   event(event: AuditEvent, fields?: Record<string, unknown>): void;

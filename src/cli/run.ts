@@ -20,7 +20,13 @@ export async function runCommand(configFile: string): Promise<number> {
   const log = pino({ level: process.env.INTERLOCK_LOG_LEVEL ?? 'info', base: { svc: 'interlockd' } }, pino.destination({ dest: 2, sync: true }));
   const daemon = new Daemon(config, log);
   stopWithLauncher();
-  await daemon.start();
+  try {
+    await daemon.start();
+  } catch (e) {
+    // close whatever listeners came up, or they keep a failed daemon alive
+    await daemon.stop(0).catch(() => undefined);
+    throw e;
+  }
   return new Promise(() => {
     const stop = (signal: string) => {
       log.info({ signal }, 'stopping; the redirect stays attached (agents are refused until restart)');

@@ -16,6 +16,10 @@ export async function statusCommand(configFile: string, explicit: boolean): Prom
     const res = (await controlRequest(config?.control.socket ?? DEFAULT_CONTROL_SOCKET, 'status')) as { status: DaemonStatus };
     const s = res.status;
     out.push(`daemon: running, pid ${s.pid}, since ${s.since}, agents' cgroup ${s.cgroup}`);
+    out.push(`egress: ${s.egress}${s.egress === 'open' ? ' (agents reach any address but intercepted ones directly)' : ''}`);
+    out.push(`unix sockets to databases: ${s.unixSockets}; packet sockets: ${s.packetSockets}`);
+    for (const m of s.missing) out.push(`  not attached: ${m}`);
+    if (!s.unixSockets.includes('bound')) out.push('  symlinks to a database socket are not caught here: start agents with InaccessiblePaths= (deploy/systemd/example-agent.service)');
     for (const t of s.targets) out.push(`target: ${t.name} ${t.protocol} ${t.address}`);
     out.push(`sessions: ${s.sessions.length}`);
     for (const x of s.sessions) {

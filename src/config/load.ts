@@ -6,12 +6,13 @@
  * error can name its line and column without threading YAML nodes through the checks.
  */
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
+import { isIP, isIPv4, isIPv6 } from 'node:net';
 import { resolve } from 'node:path';
 import { endpointKey } from './targets.js';
 import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type {
   HostPort,
+  EgressAllowDef,
   InterlockConfig,
   MaskingRuleDef,
   PolicyDef,
@@ -148,7 +149,14 @@ const TOP_KEYS = ['agents', 'proxy', 'intercept', 'bpf', 'control', 'workloads',
 function buildConfig(raw: unknown, source: string): InterlockConfig {
   const top = fields(raw ?? {}, '', TOP_KEYS, 'a mapping at the top level');
   // checked in the usual document order, so the first error reported is the first one a reader meets
-  const agents = { cgroup: top.sub('agents', ['cgroup']).req('cgroup', cgroupPath) };
+  const agentFields = top.sub('agents', ['cgroup', 'egress', 'allow', 'denyUnixSockets']);
+  const agents = {
+    cgroup: agentFields.req('cgroup', cgroupPath),
+    egress: agentFields.opt('egress', oneOf(['open', 'lockdown'] as const, 'egress mode'), 'open'),
+    allow: agentFields.opt('allow', list(egressAllow), []),
+    denyUnixSockets: agentFields.opt('denyUnixSockets', list(unixSocketPath), []),
+  };
+  if (agents.allow.length && agents.egress !== 'lockdown') fail(agentFields.path('allow'), 'an allow-list only means something with egress: lockdown');
   const proxyFields = top.sub('proxy', ['ports', 'loginTimeout']);
   const proxyPorts = proxyFields.sub('ports', ['postgres', 'ssh', 'kubernetes']);
   const proxy = {
@@ -472,6 +480,30 @@ const uid: Check<number> = (v, f) => integer(v, f, 0, 4294967294); // (uid_t)-1 
 function objectName(v: unknown, f: string): string {
   const s = str(v, f);
   if (!NAME.test(s)) fail(f, `"${s}" is not a valid name (letters, digits, '.', '_', '-'; starting with a letter or digit)`);
+  return s;
+}
+
+const ALLOW = /^(?:(tcp|udp)\s+)?(?:\[([0-9a-f:.]+)(?:\/(\d{1,3}))?\]|([0-9.]+)(?:\/(\d{1,2}))?):(\d{1,5}|\*)$/i;
+
+/** "10.0.0.2:53", "udp 10.0.0.0/8:*", "tcp [2001:db8::/32]:443" */
+export function egressAllow(v: unknown, f: string): EgressAllowDef {
+  const s = str(v, f, 'an allow-list entry like "udp 10.0.0.2/32:53"').trim();
+  const m = ALLOW.exec(s);
+  if (!m) fail(f, `"${s}" is not [tcp|udp] CIDR:port (e.g. "udp 10.0.0.2/32:53", "tcp [2001:db8::/32]:443", port * for any)`);
+  const v6 = m[2] !== undefined;
+  const ip = v6 ? m[2] : m[4];
+  if (v6 ? !isIPv6(ip) : !isIPv4(ip)) fail(f, `"${ip}" is not an IPv${v6 ? 6 : 4} address`);
+  const bits = v6 ? 128 : 32;
+  const prefix = m[v6 ? 3 : 5] === undefined ? bits : Number(m[v6 ? 3 : 5]);
+  if (prefix > bits) fail(f, `prefix /${prefix} is longer than ${bits} bits`);
+  const port = m[6] === '*' ? 0 : Number(m[6]);
+  if (m[6] !== '*' && (port < 1 || port > 65535)) fail(f, `port ${m[6]} is out of range (1-65535, or *)`);
+  return { ip, prefix, port, protocol: (m[1]?.toLowerCase() as 'tcp' | 'udp' | undefined) ?? 'any' };
+}
+
+function unixSocketPath(v: unknown, f: string): string {
+  const s = absPath(v, f);
+  if (Buffer.byteLength(s) > 107) fail(f, 'longer than a unix socket name can be (107 bytes)');
   return s;
 }
 

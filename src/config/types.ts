@@ -112,12 +112,26 @@ export interface PolicyDef {
   masking: MaskingRuleDef[];
 }
 
+/** One egress allow-list entry; port 0 means any port. */
+export interface EgressAllowDef {
+  ip: string;
+  /** prefix length in the address family's own bits (/24 of IPv4, /64 of IPv6) */
+  prefix: number;
+  port: number;
+  protocol: 'tcp' | 'udp' | 'any';
+}
+
 export interface InterlockConfig {
   /** absolute path of the file this was loaded from */
   source: string;
   agents: {
     /** relative to the cgroup2 mount, starts with '/' */
     cgroup: string;
+    /** lockdown: every connect/datagram that is not intercepted or allow-listed is refused (default open) */
+    egress: 'open' | 'lockdown';
+    allow: EgressAllowDef[];
+    /** unix socket names (as their server bound them) agents may not connect to, beside PostgreSQL's */
+    denyUnixSockets: string[];
   };
   proxy: {
     /** loopback port per protocol that the redirect sends connections to (default postgres 15432, ssh 15422, kubernetes 15443) */

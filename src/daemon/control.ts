@@ -23,6 +23,12 @@ export interface DaemonStatus {
   cgroup: string;
   pinDir: string;
   links: number;
+  egress: 'open' | 'lockdown';
+  /** how unix-socket connects to databases are refused, or 'not refused' */
+  unixSockets: string;
+  packetSockets: 'refused' | 'not refused';
+  /** why an optional BPF program is not attached */
+  missing: string[];
   targets: { name: string; protocol: string; address: string }[];
   sessions: SessionSummary[];
 }

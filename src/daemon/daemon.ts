@@ -5,10 +5,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { Server, createServer, type Socket } from 'node:net';
+import { Server, createServer, isIPv4, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { InterlockConfig, PolicyDef, TargetDef } from '../config/types.js';
+import type { EgressAllowDef, InterlockConfig, PolicyDef, TargetDef } from '../config/types.js';
 import { initAnalysis } from '../policy/analysis.js';
 import { RuleSet } from '../policy/rules.js';
 import { compileMasking, type Masker } from '../masking/plan.js';
@@ -16,8 +16,9 @@ import { TargetIndex } from '../config/targets.js';
 import { createAudit, type Audit } from '../audit/audit.js';
 import { CgroupDirectory, cgroupOfProcess, findCgroup2Mount, isWithin } from '../identity/cgroups.js';
 import { WorkloadMatcher } from '../identity/workloads.js';
-import { Protocol, formatEndpoint } from '../interception/layout.js';
-import { Redirect } from '../interception/redirect.js';
+import { Protocol, formatEndpoint, type AllowEntry } from '../interception/layout.js';
+import { Redirect, type Coverage } from '../interception/redirect.js';
+import { RefusalReporter } from './refusals.js';
 import { CancelKeys, sendUpstreamCancel } from '../protocols/postgres/cancel.js';
 import { PostgresSession } from '../protocols/postgres/session.js';
 import { admit, type Admission, type AdmissionDeps } from './admission.js';
@@ -66,6 +67,7 @@ export class Daemon {
   private readonly maskingKey = randomBytes(32);
   private readonly servers: Server[] = [];
   private redirect?: Redirect;
+  private refusals?: RefusalReporter;
   private recordings?: RecordingStore;
   private approvals?: ApprovalService;
   private approverTokens?: IdTokenVerifier;
@@ -155,9 +157,29 @@ export class Daemon {
       ...config.intercept.ports.ssh.map((port) => ({ port, proxyPort: config.proxy.ports.ssh, protocol: Protocol.ssh })),
       ...config.intercept.ports.kubernetes.map((port) => ({ port, proxyPort: config.proxy.ports.kubernetes, protocol: Protocol.kubernetes })),
     ]);
+    this.redirect.syncEgress(config.agents.egress === 'lockdown', config.agents.allow.map(allowEntry));
+    this.redirect.syncUnixDeny(config.agents.denyUnixSockets);
+    const coverage = this.redirect.coverage;
+    if (!coverage.unixByBoundName) this.log.warn({ why: coverage.missing }, 'unix sockets to databases are refused only by the path dialed, if at all: start agents with InaccessiblePaths= (see deploy/systemd)');
+    const refusals = new RefusalReporter(this.redirect, (cgroupId, pid, uid) => {
+      const cgroup = this.admission.cgroups.pathOf(cgroupId, pid);
+      return { workload: this.admission.workloads.identify(cgroup, uid).workload, cgroup };
+    }, (event, fields) => this.audit.event(event, fields));
+    this.refusals = refusals;
+    this.timers.push(setInterval(() => {
+      try {
+        refusals.drain();
+      } catch (e) {
+        this.log.error({ err: e }, 'reading refused attempts failed');
+      }
+    }, 200).unref());
     this.control = new ControlServer(config.control.socket, () => this.status(), this.approvalHandlers());
     await this.control.listen();
-    this.audit.event('redirect.attached', { cgroup: config.agents.cgroup, targets: config.targets.map((t) => t.name) });
+    this.audit.event('redirect.attached', {
+      cgroup: config.agents.cgroup, targets: config.targets.map((t) => t.name), egress: config.agents.egress,
+      unixSockets: unixCoverage(coverage), packetSockets: coverage.packetSockets ? 'refused' : 'not refused',
+      ...(coverage.missing.length ? { missing: coverage.missing } : {}),
+    });
     this.log.info({ cgroup: config.agents.cgroup, pinDir: config.bpf.pinDir, postgres: `${PROXY_HOST}:${config.proxy.ports.postgres}`, ssh: `${PROXY_HOST}:${config.proxy.ports.ssh}` }, 'interlock ready');
   }
 
@@ -405,6 +427,10 @@ export class Daemon {
       cgroup: this.config.agents.cgroup,
       pinDir: this.config.bpf.pinDir,
       links: this.redirect ? Redirect.links(this.config.bpf.pinDir).length : 0,
+      egress: this.config.agents.egress,
+      unixSockets: this.redirect ? unixCoverage(this.redirect.coverage) : 'not refused',
+      packetSockets: this.redirect?.coverage.packetSockets ? 'refused' : 'not refused',
+      missing: this.redirect?.coverage.missing ?? [],
       targets: this.config.targets.map((t) => ({ name: t.name, protocol: t.protocol, address: `${t.address.host}:${t.address.port}` })),
       sessions: [...this.sessions.values()].map((s) => s.summary),
     };
@@ -416,6 +442,12 @@ export class Daemon {
     this.stopping = true;
     for (const s of this.servers) s.close();
     for (const t of this.timers) clearInterval(t);
+    try {
+      this.refusals?.drain(); // what was refused up to now still reaches the audit trail
+    } catch {
+      // the ring buffer is gone with the pins: nothing left to report
+    }
+    this.redirect?.close();
     this.kube?.close();
     for (const { session } of this.sessions.values()) session.shutdown('interlock is shutting down');
     const deadline = Date.now() + graceMs;
@@ -458,4 +490,14 @@ function whoFields(session: string | undefined, a: Admission): Record<string, un
     comm: o?.comm,
     cgroup: a.identity?.cgroup,
   };
+}
+
+/** A config allow-list entry as the BPF trie stores it: IPv4 mapped into ::ffff:0:0/96. */
+function allowEntry(a: EgressAllowDef): AllowEntry {
+  const v4 = isIPv4(a.ip);
+  return { ip: a.ip, prefix: v4 ? 96 + a.prefix : a.prefix, port: a.port, protocol: a.protocol === 'tcp' ? 6 : a.protocol === 'udp' ? 17 : 0 };
+}
+
+function unixCoverage(c: Coverage): string {
+  return c.unixByBoundName ? 'refused by the name the server bound' : c.unixByDialedPath ? 'refused by the path dialed' : 'not refused';
 }

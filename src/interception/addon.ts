@@ -10,13 +10,19 @@ export interface PinnedLink {
 
 export interface Addon {
   ensureBpffs(dir: string): boolean;
-  attach(cgroupPath: string, pinDir: string): { cgroupId: bigint; created: number; updated: number };
+  activeLsms(): string;
+  /** skip: optional programs (by name) to leave out on a kernel that cannot load them */
+  attach(cgroupPath: string, pinDir: string, skip: string[]): { cgroupId: bigint; created: number; updated: number };
   detach(pinDir: string): number;
   links(pinDir: string): PinnedLink[];
   mapUpdate(mapPath: string, key: Buffer, value: Buffer): void;
   mapDelete(mapPath: string, key: Buffer): boolean;
   mapTake(mapPath: string, key: Buffer, valueSize: number): Buffer | null;
   mapKeys(mapPath: string, keySize: number): Buffer[];
+  mapLookup(mapPath: string, key: Buffer, valueSize: number): Buffer | null;
+  eventsOpen(mapPath: string): number;
+  eventsDrain(reader: number, max: number): Buffer[];
+  eventsClose(reader: number): void;
   probe(): { cgroupSockAddr: boolean; sockOps: boolean; lruHash: boolean };
   setParentDeathSignal(signo: number): void;
 }

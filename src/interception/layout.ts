@@ -16,6 +16,16 @@ export type ProtocolName = keyof typeof Protocol;
 export const MAP_TARGETS = 'il_targets';
 export const MAP_PORTS = 'il_ports';
 export const MAP_FLOWS = 'il_flows';
+export const MAP_EGRESS_ALLOW = 'il_egress_allow';
+export const MAP_CONFIG = 'il_config';
+export const MAP_UNIX_DENY = 'il_unix_deny';
+export const MAP_EVENTS = 'il_events';
+export const MAP_LOST_EVENTS = 'il_lost_events';
+
+export const ALLOW_KEY_SIZE = 24; // 23 bytes of fields, padded to 4
+export const UNIX_PATH_LEN = 108;
+export const EVENT_SIZE = 168;
+export const EGRESS_LOCKDOWN = 1;
 
 /** What the BPF program recorded about the process that dialed. */
 export interface Origin {
@@ -95,6 +105,86 @@ export function decodeOrigin(b: Buffer): Origin {
     cgroupId: b.readBigUInt64LE(32),
     comm: b.toString('latin1', 40, commEnd === -1 || commEnd > 56 ? 56 : commEnd),
   };
+}
+
+/** An egress allow-list entry: protocol 0 and port 0 mean any. */
+export interface AllowEntry {
+  ip: string;
+  /** prefix length over the 16-byte address: IPv4 /n is 96 + n */
+  prefix: number;
+  port: number;
+  protocol: number;
+}
+
+/** The LPM trie key: prefixlen counts protocol (8) and port (16) bits, then the address bits. */
+export function encodeAllowKey(e: AllowEntry): Buffer {
+  const b = Buffer.alloc(ALLOW_KEY_SIZE);
+  b.writeUInt32LE(24 + e.prefix, 0);
+  b[4] = e.protocol;
+  b.writeUInt16BE(e.port, 5);
+  writeAddress(e.ip, b, 7);
+  return b;
+}
+
+export function encodeConfig(flags: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(flags, 0);
+  return b;
+}
+
+/** A unix socket name as the BPF hash key: zero-padded, with its terminating NUL. */
+export function encodeUnixName(path: string): Buffer {
+  const b = Buffer.alloc(UNIX_PATH_LEN);
+  const n = b.write(path, 0, UNIX_PATH_LEN - 1, 'utf8');
+  if (n !== Buffer.byteLength(path)) throw new Error(`unix socket path longer than ${UNIX_PATH_LEN - 1} bytes: ${path}`);
+  return b;
+}
+
+export const EventKind = { 1: 'connect', 2: 'sendmsg', 3: 'socket', 4: 'unix' } as const;
+
+/** One refused attempt, as the BPF program reported it. */
+export interface RefusedAttempt {
+  kind: (typeof EventKind)[keyof typeof EventKind] | 'unknown';
+  pid: number;
+  uid: number;
+  cgroupId: bigint;
+  comm: string;
+  family: number;
+  sockType: number;
+  protocol: number;
+  /** connect/sendmsg: where to */
+  dstIp?: string;
+  dstPort?: number;
+  /** unix: the listener's bound name */
+  path?: string;
+}
+
+function cString(b: Buffer, start: number, end: number): string {
+  const nul = b.indexOf(0, start);
+  return b.toString('utf8', start, nul === -1 || nul > end ? end : nul);
+}
+
+export function decodeEvent(b: Buffer): RefusedAttempt {
+  const kindCode = b[16] as keyof typeof EventKind;
+  const e: RefusedAttempt = {
+    kind: EventKind[kindCode] ?? 'unknown',
+    cgroupId: b.readBigUInt64LE(0),
+    pid: b.readUInt32LE(8),
+    uid: b.readUInt32LE(12),
+    protocol: b[17],
+    family: b.readUInt16LE(20),
+    sockType: b.readUInt16LE(22),
+    comm: cString(b, 40, 56),
+  };
+  if (e.kind === 'connect' || e.kind === 'sendmsg') {
+    e.dstIp = readAddress(b, 24);
+    e.dstPort = b.readUInt16LE(18);
+  }
+  if (e.kind === 'unix') {
+    // an abstract name starts with NUL: shown with a leading '@' like ss(8) does
+    e.path = b[56] === 0 ? `@${cString(b, 57, 56 + UNIX_PATH_LEN)}` : cString(b, 56, 56 + UNIX_PATH_LEN);
+  }
+  return e;
 }
 
 /** '127.0.0.3:5432', '[::1]:5432' */

@@ -5,8 +5,10 @@
 import { join } from 'node:path';
 import { addon, type PinnedLink } from './addon.js';
 import {
-  ENDPOINT_SIZE, MAP_FLOWS, MAP_PORTS, MAP_TARGETS, ORIGIN_SIZE, PORT_KEY_SIZE,
-  decodeOrigin, encodeEndpoint, encodePortKey, encodeRedirect, type Origin,
+  ALLOW_KEY_SIZE, EGRESS_LOCKDOWN, ENDPOINT_SIZE, MAP_CONFIG, MAP_EGRESS_ALLOW, MAP_EVENTS, MAP_FLOWS, MAP_LOST_EVENTS, MAP_PORTS,
+  MAP_TARGETS, MAP_UNIX_DENY, ORIGIN_SIZE, PORT_KEY_SIZE, UNIX_PATH_LEN,
+  decodeEvent, decodeOrigin, encodeAllowKey, encodeConfig, encodeEndpoint, encodePortKey, encodeRedirect, encodeUnixName,
+  type AllowEntry, type Origin, type RefusedAttempt,
 } from './layout.js';
 
 export interface InterceptedEndpoint {
@@ -36,10 +38,30 @@ export function explainBpfError(e: unknown, doing: string): Error {
   return new Error(`${doing}: ${err.message}${hint}`);
 }
 
+/** optional programs, by what they need: BPF LSM (lsm_cgroup), and cgroup unix connect (6.7+) */
+const LSM_PROGRAMS = ['il_socket_create', 'il_unix_connect'];
+const UNIX_CONNECT_PROGRAMS = ['il_connect_unix'];
+
+export interface Coverage {
+  /** unix connects judged on the listener's bound name (BPF LSM): symlinks and hard links change nothing */
+  unixByBoundName: boolean;
+  /** unix connects judged on the path the client passed (cgroup/connect_unix) */
+  unixByDialedPath: boolean;
+  /** AF_PACKET sockets refused (BPF LSM) */
+  packetSockets: boolean;
+  /** why an optional program is not attached */
+  missing: string[];
+}
+
 export class Redirect {
   private readonly flowKey = Buffer.alloc(ENDPOINT_SIZE);
 
-  private constructor(readonly pinDir: string, readonly cgroupId: bigint) {}
+  private events?: number;
+
+  /**
+   * @param coverage what the optional programs this kernel loaded guard, and why any is missing
+   */
+  private constructor(readonly pinDir: string, readonly cgroupId: bigint, readonly coverage: Coverage) {}
 
   /** Attaches (or re-uses the pinned) programs on cgroupPath; pins under pinDir. */
   static attach(cgroupPath: string, pinDir: string): Redirect {
@@ -47,11 +69,38 @@ export class Redirect {
     const bpffs = pinDir.split('/').slice(0, 4).join('/') || pinDir;
     try {
       a.ensureBpffs(bpffs);
-      const { cgroupId } = a.attach(cgroupPath, pinDir);
-      return new Redirect(pinDir, cgroupId);
     } catch (e) {
-      throw explainBpfError(e, `attaching the redirect to ${cgroupPath}`);
+      throw explainBpfError(e, `mounting bpffs at ${bpffs}`);
     }
+    const missing: string[] = [];
+    const skip: string[] = [];
+    // BPF LSM programs attach fine where the bpf LSM is inactive, and then never run: ask first
+    const lsms = a.activeLsms().trim();
+    if (!lsms.split(',').includes('bpf')) {
+      skip.push(...LSM_PROGRAMS);
+      missing.push(lsms ? `the bpf LSM is not active (lsm=${lsms})` : 'the active LSMs cannot be read');
+    }
+    // the optional programs go one group at a time until the kernel takes the rest
+    for (const group of [LSM_PROGRAMS, UNIX_CONNECT_PROGRAMS, []]) {
+      try {
+        const { cgroupId } = a.attach(cgroupPath, pinDir, skip);
+        const has = (p: string) => !skip.includes(p);
+        return new Redirect(pinDir, cgroupId, {
+          unixByBoundName: has('il_unix_connect'),
+          unixByDialedPath: has('il_connect_unix'),
+          packetSockets: has('il_socket_create'),
+          missing,
+        });
+      } catch (e) {
+        if (!group.length || group.every((p) => skip.includes(p))) {
+          if (group.length) continue;
+          throw explainBpfError(e, `attaching the redirect to ${cgroupPath}`);
+        }
+        skip.push(...group);
+        missing.push(`${group.join(', ')} did not load: ${(e as Error).message.split('\n')[0]}`);
+      }
+    }
+    throw new Error('unreachable');
   }
 
   /** Removes every pinned link and map: agents connect directly again. */
@@ -85,6 +134,40 @@ export class Redirect {
     const wanted = new Map<string, InterceptedPort>();
     for (const p of ports) wanted.set(encodePortKey(p.port).toString('hex'), p);
     this.sync(path, PORT_KEY_SIZE, wanted, (p) => encodePortKey(p.port), (p) => encodeRedirect(p.proxyPort, p.protocol));
+  }
+
+  /** Lockdown on or off, and exactly these allow-list entries. */
+  syncEgress(lockdown: boolean, allow: AllowEntry[]): void {
+    const wanted = new Map<string, AllowEntry>();
+    for (const e of allow) wanted.set(encodeAllowKey(e).toString('hex'), e);
+    // entries first, then the switch: turning lockdown on never refuses what is about to be allowed
+    this.sync(this.map(MAP_EGRESS_ALLOW), ALLOW_KEY_SIZE, wanted, encodeAllowKey, () => Buffer.of(1));
+    addon().mapUpdate(this.map(MAP_CONFIG), Buffer.alloc(4), encodeConfig(lockdown ? EGRESS_LOCKDOWN : 0));
+  }
+
+  /** Unix socket names (as the server bound them) agents may not connect to, beside PostgreSQL's. */
+  syncUnixDeny(paths: string[]): void {
+    const wanted = new Map<string, string>();
+    for (const p of paths) wanted.set(encodeUnixName(p).toString('hex'), p);
+    this.sync(this.map(MAP_UNIX_DENY), UNIX_PATH_LEN, wanted, encodeUnixName, () => Buffer.of(1));
+  }
+
+  /** Refused attempts reported since the last call (at most max). */
+  drainRefused(max = 1024): RefusedAttempt[] {
+    const a = addon();
+    this.events ??= a.eventsOpen(this.map(MAP_EVENTS));
+    return a.eventsDrain(this.events, max).map(decodeEvent);
+  }
+
+  /** How many refused attempts the BPF program could not report (ring buffer full). */
+  lostEvents(): bigint {
+    const v = addon().mapLookup(this.map(MAP_LOST_EVENTS), Buffer.alloc(4), 8);
+    return v ? v.readBigUInt64LE(0) : 0n;
+  }
+
+  close(): void {
+    if (this.events !== undefined) addon().eventsClose(this.events);
+    this.events = undefined;
   }
 
   private sync<T>(path: string, keySize: number, wanted: Map<string, T>, key: (t: T) => Buffer, value: (t: T) => Buffer) {

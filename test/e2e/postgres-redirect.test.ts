@@ -16,6 +16,7 @@ import { addon } from '../../src/interception/addon.js';
 
 const enabled = bpfGate();
 const PROXY_PORT = 15433;
+const CORE_PROGRAMS = ['il_connect4', 'il_connect6', 'il_sendmsg4', 'il_sendmsg6', 'il_sock_create', 'il_sockops', 'il_getpeername4', 'il_getpeername6'];
 
 describe.skipIf(!enabled)('PostgreSQL through the eBPF redirect', () => {
   const env = new E2EEnv({ name: 'e2e', proxyPort: PROXY_PORT, rules: ALLOW_ORDINARY });
@@ -199,13 +200,14 @@ describe.skipIf(!enabled)('PostgreSQL through the eBPF redirect', () => {
   it('reports status over the control socket', async () => {
     const s = cli(['status', '--config', configFile]);
     expect(s.code).toBe(0);
-    expect(s.stdout).toMatch(/redirect: attached \(5 programs/);
+    expect(s.stdout).toContain(`redirect: attached (${addon().links(PIN_DIR).length} programs`);
     expect(s.stdout).toMatch(/target: orders-db postgres 127\.0\.0\.3:5432/);
   });
 
   it('fails closed when the daemon dies, and serves again on restart with the same pinned links', async () => {
     const linksBefore = addon().links(PIN_DIR).map((l) => l.linkId).sort();
-    expect(linksBefore).toHaveLength(5);
+    // the optional programs (unix connect, BPF LSM) depend on the kernel; these never do
+    expect(addon().links(PIN_DIR).map((l) => l.name)).toEqual(expect.arrayContaining(CORE_PROGRAMS));
     await daemon.kill9();
     const r = await psql('report-bot.service', '127.0.0.3', "select 'bypass'", [], { PGPASSWORD: pg.password });
     expect(r.stdout).not.toContain('bypass');
@@ -222,7 +224,7 @@ describe.skipIf(!enabled)('PostgreSQL through the eBPF redirect', () => {
     expect(await daemon.stop()).toBe(0);
     const r = await held;
     expect(r.stderr).toMatch(/interlock is shutting down/);
-    expect(addon().links(PIN_DIR)).toHaveLength(5);
+    expect(addon().links(PIN_DIR).map((l) => l.name)).toEqual(expect.arrayContaining(CORE_PROGRAMS));
     const refused = await psql('report-bot.service', '127.0.0.3', 'select 1');
     expect(refused.stderr).toMatch(/Connection refused/);
     daemon = await startDaemon(configFile);

@@ -18,6 +18,8 @@ export interface E2EOptions {
   rules: string;
   /** YAML of the analysts policy's masking rules, each line indented by 6 spaces */
   masking?: string;
+  /** more fields of the agents section (egress, allow ...), each line indented by 2 */
+  agents?: string;
   /** extra YAML appended at the top level */
   extra?: string;
   /** more fields of the recording section (dir and key are the test's own), each line indented by 2 */
@@ -65,6 +67,7 @@ export class E2EEnv {
     writeFileSync(this.configFile, `
 agents:
   cgroup: ${this.agents}
+${this.opts.agents ?? ''}
 proxy:
   ports: { postgres: ${this.opts.proxyPort}, ssh: ${this.opts.proxyPort + 1000}, kubernetes: ${this.opts.proxyPort + 2000} }
   loginTimeout: 2s

@@ -60,7 +60,7 @@ describe('parseConfig: happy path', () => {
   it('loads the example and applies defaults', () => {
     const c = parseConfig(BASE, 'interlock.yaml');
     expect(c.source).toBe(resolve('interlock.yaml'));
-    expect(c.agents).toEqual({ cgroup: '/agents.slice' });
+    expect(c.agents).toEqual({ cgroup: '/agents.slice', egress: 'open', allow: [], denyUnixSockets: [] });
     expect(c.proxy).toEqual({ ports: { postgres: 15432, ssh: 15422, kubernetes: 15443 }, loginTimeoutMs: 30_000 });
     expect(c.intercept).toEqual({ ports: { postgres: [5432], ssh: [22], kubernetes: [6443] } });
     expect(c.bpf).toEqual({ pinDir: '/sys/fs/bpf/interlock' });
