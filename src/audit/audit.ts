@@ -23,7 +23,8 @@ export type AuditEvent =
   | 'approval.requested'
   | 'approval.decided'
   | 'approval.notify-failed'
-  | 'workload.groups-dropped';
+  | 'workload.groups-dropped'
+  | 'limit.exceeded';
 
 export interface Audit {
   event(event: AuditEvent, fields?: Record<string, unknown>): void;
