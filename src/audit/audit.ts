@@ -25,7 +25,8 @@ export type AuditEvent =
   | 'approval.notify-failed'
   | 'workload.groups-dropped'
   | 'egress.refused'
-  | 'egress.refusals-lost';
+  | 'egress.refusals-lost'
+  | 'limit.exceeded';
 
 export interface Audit {
   event(event: AuditEvent, fields?: Record<string, unknown>): void;

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { isIP, isIPv4, isIPv6 } from 'node:net';
 import { resolve } from 'node:path';
 import { endpointKey } from './targets.js';
+import { DEFAULT_LIMITS } from './limits.js';
 import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type {
   HostPort,
@@ -22,6 +23,7 @@ import type {
   SshUpstream,
   KubernetesUpstream,
   ApprovalsConfig,
+  LimitsConfig,
   SecretRef,
   TargetDef,
   WorkloadDef,
@@ -144,7 +146,7 @@ export function parseHostPort(s: string, field = 'address', opts: { hostnames?: 
 // ---------------------------------------------------------------------------
 // The config tree
 
-const TOP_KEYS = ['agents', 'proxy', 'intercept', 'bpf', 'control', 'workloads', 'targets', 'policies', 'audit', 'recording', 'ssh', 'tls', 'approvals'];
+const TOP_KEYS = ['agents', 'proxy', 'intercept', 'bpf', 'control', 'workloads', 'targets', 'policies', 'audit', 'recording', 'ssh', 'tls', 'approvals', 'limits'];
 
 function buildConfig(raw: unknown, source: string): InterlockConfig {
   const top = fields(raw ?? {}, '', TOP_KEYS, 'a mapping at the top level');
@@ -198,8 +200,36 @@ function buildConfig(raw: unknown, source: string): InterlockConfig {
   const tls = { caCert: tlsFields.opt('caCert', absPath, '/etc/interlock/node-ca.crt'), caKey: tlsFields.opt('caKey', absPath, '/etc/interlock/node-ca.key') };
 
   const approvals = top.has('approvals') ? approvalsConfig(top.sub('approvals', ['store', 'oidc', 'webhooks', 'link'])) : undefined;
+  const limits = limitsConfig(top.sub('limits', LIMIT_KEYS));
 
-  return { source, agents, proxy, intercept, bpf, control, workloads, targets, policies, audit, recording, ssh, tls, approvals };
+  return { source, agents, proxy, intercept, bpf, control, workloads, targets, policies, audit, recording, ssh, tls, approvals, limits };
+}
+
+const LIMIT_KEYS = [
+  'maxMessageBytes', 'maxUpstreamMessageBytes', 'partialMessageTimeout', 'upstreamConnectTimeout',
+  'maxRequestBodyBytes', 'maxHeaderBytes', 'upstreamResponseTimeout', 'maxCommandBytes',
+];
+
+function limitsConfig(l: Fields): LimitsConfig {
+  const d = DEFAULT_LIMITS;
+  const size = (min: number, max: number) => (v: unknown, f: string) => byteSize(v, f, min, max);
+  const ms = (max: string) => (v: unknown, f: string) => {
+    const n = durationMs(duration(v, f));
+    if (n > durationMs(max)) fail(f, `${v} is longer than the ${max} this can be`);
+    return n;
+  };
+  return {
+    // PostgreSQL's own bound on a message is 1 GB
+    maxMessageBytes: l.opt('maxMessageBytes', size(1 << 10, 2 ** 30), d.maxMessageBytes),
+    maxUpstreamMessageBytes: l.opt('maxUpstreamMessageBytes', size(1 << 20, 2 ** 30), d.maxUpstreamMessageBytes),
+    partialMessageTimeoutMs: l.opt('partialMessageTimeout', ms('1h'), d.partialMessageTimeoutMs),
+    upstreamConnectTimeoutMs: l.opt('upstreamConnectTimeout', ms('10m'), d.upstreamConnectTimeoutMs),
+    maxRequestBodyBytes: l.opt('maxRequestBodyBytes', size(1 << 10, 2 ** 30), d.maxRequestBodyBytes),
+    maxHeaderBytes: l.opt('maxHeaderBytes', size(1 << 10, 1 << 20), d.maxHeaderBytes),
+    upstreamResponseTimeoutMs: l.opt('upstreamResponseTimeout', ms('1h'), d.upstreamResponseTimeoutMs),
+    // one SSH packet carries at most 35000 bytes, the command with it
+    maxCommandBytes: l.opt('maxCommandBytes', size(64, 32 << 10), d.maxCommandBytes),
+  };
 }
 
 function approvalsConfig(a: Fields): ApprovalsConfig {

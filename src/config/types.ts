@@ -170,6 +170,31 @@ export interface InterlockConfig {
   };
   /** holding commands for a human's approval; undefined: `approve` rules refuse ("approval required") */
   approvals?: ApprovalsConfig;
+  /** what one session may send or make interlock hold, and how long it may take */
+  limits: LimitsConfig;
+}
+
+/**
+ * Bounds per session, so that no agent's input (and no dead upstream) can exhaust the
+ * daemon or hold a session forever. Defaults in DEFAULT_LIMITS (src/config/limits.ts).
+ */
+export interface LimitsConfig {
+  /** PostgreSQL: the largest message an agent may send (Query, Parse, CopyData …); larger ends the session */
+  maxMessageBytes: number;
+  /** PostgreSQL: the largest server message held whole (to be masked); one that needs no masking streams through at any size */
+  maxUpstreamMessageBytes: number;
+  /** a PostgreSQL message or HTTP request that has begun must be complete within this; idle time between messages is not limited */
+  partialMessageTimeoutMs: number;
+  /** connecting to an upstream until it answers (PostgreSQL, SSH); an upstream that stays silent this long ends the login */
+  upstreamConnectTimeoutMs: number;
+  /** Kubernetes: the largest request body; larger is answered 413 */
+  maxRequestBodyBytes: number;
+  /** Kubernetes: request headers, all of them together */
+  maxHeaderBytes: number;
+  /** Kubernetes: the API server must begin its answer within this (504 otherwise); a started watch is not limited */
+  upstreamResponseTimeoutMs: number;
+  /** SSH: the longest exec command; longer ones are refused (the channel, not the session) */
+  maxCommandBytes: number;
 }
 
 export interface ApprovalsConfig {

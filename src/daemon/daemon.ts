@@ -145,7 +145,7 @@ export class Daemon {
     await this.listen(config.proxy.ports.ssh, (s) => this.onConnection(s, 'ssh'));
     const ca = NodeCa.load(config.tls.caCert, config.tls.caKey, { create: true });
     const kubeTargets = config.targets.filter((t): t is KubernetesTargetDef => t.protocol === 'kubernetes');
-    this.kube = new KubeProxy(ca, kubeTargets, (socket) => this.admitKube(socket), (e) => this.log.error({ err: e }, 'could not start a kubernetes session'));
+    this.kube = new KubeProxy(ca, kubeTargets, (socket) => this.admitKube(socket), (e) => this.log.error({ err: e }, 'could not start a kubernetes session'), config.limits);
     await this.kube.listen(PROXY_HOST, config.proxy.ports.kubernetes).catch((e: NodeJS.ErrnoException) => {
       throw new Error(`cannot listen on ${PROXY_HOST}:${config.proxy.ports.kubernetes}: ${e.code === 'EADDRINUSE' ? 'the port is in use (another interlock?)' : e.message}`);
     });
@@ -236,6 +236,7 @@ export class Daemon {
       refusal: a.refusal?.message,
       judge: a.refusal ? undefined : this.sshJudgeFor(a.policies),
       loginTimeoutMs: this.config.proxy.loginTimeoutMs,
+      limits: this.config.limits,
       hooks: {
         audit: (event, fields) => {
           if (event === 'command') summary.queries++;
@@ -325,6 +326,7 @@ export class Daemon {
       refusal: a.refusal,
       ...(a.refusal ? {} : this.enforcementFor(a.policies)),
       loginTimeoutMs: this.config.proxy.loginTimeoutMs,
+      limits: this.config.limits,
       hooks: {
         audit: (event, fields) => {
           if (event === 'query') summary.queries++;

@@ -35,6 +35,13 @@ export class ChunkQueue {
     return merged;
   }
 
+  /** Up to max unread bytes from the first chunk (a view, never a copy), consumed. */
+  takeUpTo(max: number): Buffer {
+    const first = this.chunks[0]!;
+    const n = Math.min(max, first.length - this.head);
+    return this.take(n);
+  }
+
   /** The first n unread bytes (a view), consumed. */
   take(n: number): Buffer {
     const buf = this.contiguous(n);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Parser } from 'pg-protocol/dist/parser.js';
 import { serialize } from 'pg-protocol';
-import { MessageFramer, ProtocolError, type Frame } from '../../src/protocols/postgres/framer.js';
+import { MessageFramer, MessageTooLarge, ProtocolError, type Frame } from '../../src/protocols/postgres/framer.js';
 import {
   parseStartupPacket,
   serializeCancelRequest,
@@ -128,11 +128,14 @@ describe('MessageFramer', () => {
     const f = new MessageFramer({ maxMessageBytes: 1024 });
     const header = Buffer.from([0x51, 0, 0, 0x04, 0x01]); // 'Q', length 1025
     f.push(header);
-    expect(() => f.next()).toThrow(ProtocolError);
+    expect(() => f.next()).toThrow(MessageTooLarge);
     try {
       f.next();
     } catch (e) {
-      expect((e as ProtocolError).code).toBe('08P01');
+      // a limit, not a broken client: program_limit_exceeded, with what the header claimed
+      expect((e as MessageTooLarge).code).toBe('54000');
+      expect((e as MessageTooLarge).length).toBe(1025);
+      expect((e as MessageTooLarge).limit).toBe(1024);
     }
     // exactly at the limit is fine
     const ok = new MessageFramer({ maxMessageBytes: 1024 });
@@ -168,6 +171,86 @@ describe('MessageFramer', () => {
       if (ok) expect(f.next()).toBeNull();
       else expect(() => f.next()).toThrow(ProtocolError);
     }
+  });
+});
+
+describe('MessageFramer limits', () => {
+  const header = (type: number, len: number) => {
+    const b = Buffer.alloc(5);
+    b[0] = type;
+    b.writeInt32BE(len, 1);
+    return b;
+  };
+
+  it('refuses a 1 GB length prefix from the header alone, holding only the header', () => {
+    const f = new MessageFramer({ maxMessageBytes: 16 << 20 });
+    f.push(header(0x51, 2 ** 30));
+    expect(() => f.next()).toThrow(/"Q" of 1073741824 bytes is too large \(limit 16777216\)/);
+    expect(f.bufferedBytes).toBe(5);
+  });
+
+  it('names a startup packet over 10000 bytes as too large, with the limit', () => {
+    const f = new MessageFramer({ startup: true });
+    const b = Buffer.alloc(4);
+    b.writeInt32BE(2 ** 30, 0);
+    f.push(b);
+    expect(() => f.next()).toThrow(/startup packet of 1073741824 bytes is too large \(limit 10004\)/);
+  });
+
+  it('checkNext sees a bad header without consuming a whole message', () => {
+    const f = new MessageFramer({ maxMessageBytes: 1024 });
+    const q = serialize.query('select 1');
+    f.push(q);
+    f.checkNext(); // fine, and still there
+    expect(f.bufferedBytes).toBe(q.length);
+    f.next();
+    f.push(header(0x51, 5000));
+    expect(() => f.checkNext()).toThrow(MessageTooLarge);
+  });
+
+  it('reports an oversized message instead of throwing, then passes it through in pieces', () => {
+    const f = new MessageFramer({ maxMessageBytes: 64, reportOversized: true });
+    const small = serialize.sync();
+    const bodyLen = 1000;
+    const big = Buffer.concat([header(0x44, 4 + bodyLen), Buffer.alloc(bodyLen, 7)]);
+    const after = serialize.flush();
+    const all = Buffer.concat([small, big, after]);
+    // delivered in uneven pieces, the header split across two of them
+    const cuts = [small.length + 2, small.length + 300, small.length + 301, small.length + 900, all.length];
+    const frames: number[] = [];
+    const pieces: Buffer[] = [];
+    let seenOversized = -1;
+    let at = 0;
+    for (const cut of cuts) {
+      expect(cut).toBeGreaterThan(at);
+      f.push(all.subarray(at, cut));
+      at = cut;
+      for (let n = 0; n < 10; n++) { // bounded: a handful of steps per push
+        if (f.passing) {
+          for (let p = f.nextPiece(); p; p = f.nextPiece()) pieces.push(p);
+          if (f.passing) break;
+        }
+        for (let m = f.next(); m; m = f.next()) frames.push(m.type);
+        if (f.oversized < 0) break;
+        seenOversized = f.oversized;
+        expect(f.oversizedBytes).toBe(4 + bodyLen);
+        f.passThrough();
+      }
+      // of the big message, at most an unfinished header is ever held
+      expect(f.bufferedBytes).toBeLessThanOrEqual(4);
+    }
+    expect(seenOversized).toBe(0x44);
+    expect(Buffer.concat(pieces).equals(big)).toBe(true);
+    expect(frames).toEqual([small[0], after[0]]);
+    expect(f.passing).toBe(0);
+    expect(f.bufferedBytes).toBe(0);
+  });
+
+  it('throws on an oversized message unless asked to report it', () => {
+    const f = new MessageFramer({ maxMessageBytes: 64 });
+    f.push(header(0x44, 1000));
+    expect(() => f.next()).toThrow(MessageTooLarge);
+    expect(() => new MessageFramer().passThrough()).toThrow();
   });
 });
 

@@ -15,7 +15,8 @@ import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
-import type { KubernetesTargetDef } from '../../config/types.js';
+import type { KubernetesTargetDef, LimitsConfig } from '../../config/types.js';
+import { DEFAULT_LIMITS, LIMIT_FIELDS } from '../../config/limits.js';
 import { readSecret } from '../../config/targets.js';
 import type { Decision } from '../../policy/rules.js';
 import type { SessionRecording } from '../../recording/recorder.js';
@@ -37,7 +38,7 @@ export interface KubeConnection {
   refusal?: string;
   judge?: KubeJudge;
   masker?: KubeResponseMasker;
-  audit(event: 'command' | 'masked' | 'session.start' | 'session.end', fields: Record<string, unknown>): void;
+  audit(event: 'command' | 'masked' | 'session.start' | 'session.end' | 'limit.exceeded', fields: Record<string, unknown>): void;
   recording: SessionRecording;
   /** requests decided on this connection */
   requests: number;
@@ -64,14 +65,21 @@ export class KubeProxy {
     private readonly admit: (socket: Socket) => KubeConnection,
     /** a connection could not be admitted (the daemon logs it; the connection is dropped) */
     private readonly onError: (e: Error) => void = () => {},
+    /** header and body sizes, request and upstream timeouts */
+    private readonly limits: LimitsConfig = DEFAULT_LIMITS,
   ) {}
 
   listen(host: string, port: number): Promise<void> {
     const all = this.ca.serving(this.targets.flatMap((t) => [t.address.host, ...t.serverNames]).concat(this.targets.length ? [] : ['interlock']));
+    const { partialMessageTimeoutMs, maxHeaderBytes } = this.limits;
     const server = createSecureServer({
       ...all,
       allowHTTP1: true,
       ALPNProtocols: ['h2', 'http/1.1'],
+      // a TLS handshake begun must finish like any message (Node's default would wait 120 s)
+      handshakeTimeout: partialMessageTimeoutMs,
+      // HTTP/2: the header block, decoded, all fields together
+      settings: { maxHeaderListSize: maxHeaderBytes },
       // a name the agent asked for gets the certificate of the target that has it
       SNICallback: (servername, cb) => {
         const t = this.targets.find((x) => x.serverNames.includes(servername) || x.address.host === servername);
@@ -79,6 +87,14 @@ export class KubeProxy {
       },
     });
     this.server = server;
+    // HTTP/1.1 (Node's HTTP/1 fallback reads these from the server object): headers, then the whole
+    // request, must arrive within the bound (slowloris); responses are not timed
+    Object.assign(server as unknown as Http1Fallback, {
+      headersTimeout: partialMessageTimeoutMs,
+      requestTimeout: partialMessageTimeoutMs,
+      connectionsCheckingInterval: Math.min(5_000, partialMessageTimeoutMs),
+      maxHeaderSize: maxHeaderBytes,
+    } satisfies Http1Fallback);
     server.on('connection', (socket: Socket) => this.onConnection(socket));
     server.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => this.guard(res, () => this.onRequest(req, res)));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
@@ -128,6 +144,9 @@ export class KubeProxy {
     const url = req.url ?? '/';
     if (!conn) return sendStatus(res, 403, 'Forbidden', 'interlock: this connection was not redirected by interlock');
     if (conn.refusal || !conn.target || !conn.judge) return sendStatus(res, 403, 'Forbidden', conn.refusal ?? 'interlock: no policy');
+    // a body announced too large is refused before a byte of it is read (one of unknown length is counted as it flows)
+    const announced = Number(req.headers['content-length'] ?? 0);
+    if (announced > this.limits.maxRequestBodyBytes) return this.refuseBody(conn, req, res, announced);
     const info = requestInfo(req.method ?? 'GET', url);
     const decision: Decision = info.invalid ? { action: 'deny', message: `invalid request path: ${info.invalid}` } : conn.judge.decide(info);
     this.decided(conn, req.method ?? 'GET', url, info, decision);
@@ -165,20 +184,78 @@ export class KubeProxy {
     conn.recording.decision(command, 'http', [info.verb], d.action, d.rule, d.message);
   }
 
+  /** 413 with a Status, audited; the connection is not kept for the rest of that body. */
+  private refuseBody(conn: KubeConnection, req: Http2ServerRequest, res: Http2ServerResponse, bytes: number): void {
+    const max = this.limits.maxRequestBodyBytes;
+    conn.audit('limit.exceeded', { via: 'http', command: `${req.method ?? 'GET'} ${req.url ?? '/'}`, limit: LIMIT_FIELDS.maxRequestBodyBytes, bytes, max });
+    if (res.headersSent) return void res.destroy();
+    // HTTP/1.1: the unread rest of the body would be taken for the next request
+    if (req.httpVersionMajor === 1) res.setHeader('connection', 'close');
+    sendStatus(res, 413, 'RequestEntityTooLarge', `interlock: a request body of ${bytes} bytes is over the limit of ${max} bytes (${LIMIT_FIELDS.maxRequestBodyBytes})`);
+  }
+
   private forward(conn: KubeConnection, req: Http2ServerRequest, res: Http2ServerResponse, info: RequestInfo): void {
     const target = conn.target!;
+    const { maxRequestBodyBytes, partialMessageTimeoutMs, upstreamResponseTimeoutMs } = this.limits;
     const headers = upstreamHeaders(req.headers, target, req.url ?? '/');
     const up = httpsRequest({
       host: target.upstream.host, port: target.upstream.port, method: req.method, path: req.url, headers,
       agent: this.agentFor(target), servername: target.upstream.serverName ?? (isIpLiteral(target.upstream.host) ? undefined : target.upstream.host),
     });
+    // one reason the exchange ended early (ours); the upstream error that follows it is not news
+    let cut = false;
+    const endEarly = (code: number, reason: string, message: string) => {
+      if (cut) return;
+      cut = true;
+      clearTimeout(bodyDeadline);
+      clearTimeout(answerDeadline);
+      up.destroy();
+      if (!res.headersSent) sendStatus(res, code, reason, message);
+      else res.destroy();
+    };
+    // the agent's body must be complete within the bound (it may flow only now: an approval held it)
+    const bodyDeadline = req.readableEnded ? undefined : setTimeout(() => {
+      conn.audit('limit.exceeded', { via: 'http', command: `${req.method} ${req.url}`, limit: LIMIT_FIELDS.partialMessageTimeoutMs });
+      endEarly(408, 'Timeout', `interlock: the request body was not complete within ${partialMessageTimeoutMs / 1000} s (${LIMIT_FIELDS.partialMessageTimeoutMs})`);
+    }, partialMessageTimeoutMs);
+    req.once('end', () => clearTimeout(bodyDeadline));
+    // the API server must begin its answer within the bound; a watch that has begun runs as long as it likes
+    const answerDeadline = setTimeout(() => {
+      endEarly(504, 'Timeout', `interlock: ${target.name} (${target.upstream.host}:${target.upstream.port}) did not answer within ${upstreamResponseTimeoutMs / 1000} s (${LIMIT_FIELDS.upstreamResponseTimeoutMs})`);
+    }, upstreamResponseTimeoutMs);
+    res.once('close', () => {
+      clearTimeout(bodyDeadline);
+      clearTimeout(answerDeadline);
+      if (!cut && !up.destroyed && !up.writableFinished) up.destroy(); // the agent went away mid-request
+    });
     up.on('error', (e) => {
+      if (cut) return;
+      clearTimeout(answerDeadline);
       if (!res.headersSent) sendStatus(res, 502, 'ServiceUnavailable', `interlock could not reach ${target.name} (${target.upstream.host}:${target.upstream.port}): ${e.message}`);
       else res.destroy();
     });
-    req.on('data', (d: Buffer) => conn.recording.input(d));
+    let received = 0;
+    req.on('data', (d: Buffer) => {
+      received += d.length;
+      if (received > maxRequestBodyBytes) {
+        if (cut) return;
+        this.refuseBody(conn, req, res, received);
+        cut = true;
+        clearTimeout(bodyDeadline);
+        clearTimeout(answerDeadline);
+        up.destroy();
+        req.unpipe(up);
+        req.destroy();
+        return;
+      }
+      conn.recording.input(d);
+    });
     req.pipe(up);
-    up.on('response', (upRes) => this.guard(res, () => this.respond(conn, info, upRes, res)));
+    up.on('response', (upRes) => {
+      clearTimeout(answerDeadline);
+      if (cut) return void upRes.destroy();
+      this.guard(res, () => this.respond(conn, info, upRes, res));
+    });
   }
 
   /** The upstream answer, masked: whole JSON bodies at once, watch streams event by event. */
@@ -256,6 +333,17 @@ export class KubeProxy {
       host: target.upstream.host, port: target.upstream.port, ...tlsOptions(target), ALPNProtocols: ['http/1.1'],
       servername: target.upstream.serverName ?? (isIpLiteral(target.upstream.host) ? undefined : target.upstream.host),
     });
+    // until the API server says its first word (the upgrade's answer), a silent one is given up on
+    const timeoutMs = this.limits.upstreamResponseTimeoutMs;
+    const answerDeadline = setTimeout(() => {
+      upstream.removeAllListeners('error');
+      upstream.on('error', () => {});
+      upstream.destroy();
+      fail(504, 'Timeout', `interlock: ${target.name} did not answer within ${timeoutMs / 1000} s (${LIMIT_FIELDS.upstreamResponseTimeoutMs})`);
+    }, timeoutMs);
+    upstream.once('data', () => clearTimeout(answerDeadline));
+    upstream.once('close', () => clearTimeout(answerDeadline));
+    socket.once('close', () => clearTimeout(answerDeadline));
     upstream.on('error', (e) => fail(502, 'BadGateway', `interlock could not reach ${target.name}: ${e.message}`));
     upstream.on('secureConnect', () => {
       upstream.removeAllListeners('error');
@@ -302,6 +390,15 @@ export class KubeProxy {
       else res.destroy();
     }
   }
+}
+
+/** What an HTTP/2 server with allowHTTP1 takes from itself for its HTTP/1.1 connections. */
+interface Http1Fallback {
+  headersTimeout: number;
+  requestTimeout: number;
+  /** how often those two are checked */
+  connectionsCheckingInterval: number;
+  maxHeaderSize: number;
 }
 
 /** TLS toward the cluster: its CA, and the client certificate when that is the credential. */

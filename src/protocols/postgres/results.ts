@@ -55,6 +55,16 @@ export class ResultMasker {
     this.copyOuts.push({ format: copy, plan });
   }
 
+  /**
+   * Would frame() pass a DataRow or CopyData of the current result through untouched? Then
+   * one too large to be held whole can be relayed in pieces, unread.
+   */
+  passesUnread(type: number): boolean {
+    if (type === Backend.DataRow) return !this.plan || this.plan.touchesNothing;
+    if (type === Backend.CopyData) return this.copy === undefined;
+    return false;
+  }
+
   /** What to send the client for this backend message: f.raw, a replacement, or an empty buffer (nothing). */
   frame(f: Frame): Buffer {
     switch (f.type) {

@@ -10,11 +10,12 @@
  * Any failure ends this session with an ErrorResponse and never throws out of it.
  */
 import { Socket, connect } from 'node:net';
-import type { PostgresTargetDef } from '../../config/types.js';
+import type { LimitsConfig, PostgresTargetDef } from '../../config/types.js';
+import { DEFAULT_LIMITS, LIMIT_FIELDS } from '../../config/limits.js';
 import { readSecret } from '../../config/targets.js';
 import { AuthError, UpstreamAuthenticator } from './auth.js';
 import { authenticationOk, backendKeyData, errorResponse, negotiateProtocolVersion, readCString, readErrorFields } from './backend.js';
-import { MessageFramer, ProtocolError, type Frame } from './framer.js';
+import { MessageFramer, MessageTooLarge, ProtocolError, type Frame } from './framer.js';
 import { parseStartupPacket, serializeStartup } from './startup.js';
 import { Denials, type Refusal } from './denial.js';
 import { verdictJson, type Decision, type QueryVerdict } from '../../policy/rules.js';
@@ -62,7 +63,7 @@ export interface StatementJudge {
 
 export interface SessionHooks {
   /** audit trail for this session; fields are merged with the session's who/what */
-  audit(event: 'session.start' | 'session.end' | 'query' | 'masked' | 'connect.refused', fields: Record<string, unknown>): void;
+  audit(event: 'session.start' | 'session.end' | 'query' | 'masked' | 'connect.refused' | 'limit.exceeded', fields: Record<string, unknown>): void;
   /** the same, from fields already serialized as JSON members (the per-statement path) */
   auditSerialized(event: 'query', members: string): void;
   /** the session is starting (login details known): where it records what happens */
@@ -89,10 +90,10 @@ export interface PostgresSessionOptions {
   /** masks what comes back; undefined or empty: results stream through untouched */
   masker?: Masker;
   hooks: SessionHooks;
-  /** how long the upstream may take to answer the connect (default 10 s) */
-  connectTimeoutMs?: number;
-  /** how long a client may take from connect to a ready session (default 30 s): no idle half-open startups */
+  /** how long a client may take from connect to a ready session, at most (default 30 s): no idle half-open startups */
   loginTimeoutMs?: number;
+  /** message sizes and timeouts (default DEFAULT_LIMITS) */
+  limits?: LimitsConfig;
 }
 
 const UPSTREAM_READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
@@ -103,9 +104,18 @@ export class PostgresSession {
   private phase: Phase = 'startup';
   private readonly client: Socket;
   private upstream?: Socket;
-  private readonly fromClient = new MessageFramer({ startup: true });
-  /** the server is trusted with large rows (a field may be up to 1 GB) */
-  private readonly fromUpstream = new MessageFramer({ maxMessageBytes: 1 << 30 });
+  private readonly limits: LimitsConfig;
+  private readonly fromClient: MessageFramer;
+  /** server messages over the limit stream through when nothing needs to look inside them */
+  private readonly fromUpstream: MessageFramer;
+  /** startup and login must be done by then */
+  private loginDeadline?: NodeJS.Timeout;
+  /** when the client's unfinished message began (performance.now()), 0 when none is pending */
+  private partialSince = 0;
+  /** the client's messages framed so far, when partialSince was set: a later count means a newer message */
+  private partialAfterFrames = 0;
+  private clientFrames = 0;
+  private partialTimer?: NodeJS.Timeout;
   private auth?: UpstreamAuthenticator;
   private bytesIn = 0;
   private bytesOut = 0;
@@ -127,10 +137,16 @@ export class PostgresSession {
 
   constructor(private readonly opts: PostgresSessionOptions) {
     this.client = opts.client;
+    this.limits = opts.limits ?? DEFAULT_LIMITS;
+    this.fromClient = new MessageFramer({ startup: true, maxMessageBytes: this.limits.maxMessageBytes });
+    this.fromUpstream = new MessageFramer({ maxMessageBytes: this.limits.maxUpstreamMessageBytes, reportOversized: true });
     this.client.setNoDelay(true);
-    this.client.setTimeout(opts.loginTimeoutMs ?? 30_000, () => {
-      if (this.phase !== 'relay' && this.phase !== 'closed') this.fail({ severity: 'FATAL', code: '08006', message: 'login took too long' });
-    });
+    // a deadline, not an idle timeout: a client trickling a byte at a time must not hold a login open
+    const loginMs = opts.loginTimeoutMs ?? 30_000;
+    this.loginDeadline = setTimeout(() => {
+      this.loginDeadline = undefined;
+      if (this.phase !== 'relay' && this.phase !== 'closed') this.fail({ severity: 'FATAL', code: '08006', message: `login took too long (over ${loginMs / 1000} s, proxy.loginTimeout)` });
+    }, loginMs);
     this.client.on('data', (chunk) => this.guard(() => this.onClientData(chunk)));
     this.client.on('error', (e) => this.close(`client error: ${e.message}`));
     this.client.on('end', () => this.close('client closed'));
@@ -147,16 +163,56 @@ export class PostgresSession {
   // --- client side -------------------------------------------------------------
 
   private onClientData(chunk: Buffer): void {
+    // after the end, what still arrives is read and dropped: the peer gets our error, not a reset
+    if (this.ended) return;
     this.bytesIn += chunk.length;
     this.fromClient.push(chunk);
-    if (this.phase === 'relay') return this.relayClientMessages();
-    if (this.fromClient.bufferedBytes > MAX_EARLY_BYTES) throw new ProtocolError('too much data before the session was ready');
+    if (this.phase === 'relay') {
+      this.relayClientMessages();
+      return this.watchPartialMessage();
+    }
     while (this.phase === 'startup') {
       const f = this.fromClient.next();
       if (!f) break;
       this.onStartupMessage(f);
     }
-    // anything sent before login finished waits in the framer until relay begins
+    // anything sent before login finished waits in the framer until relay begins: its size is checked now
+    this.fromClient.checkNext();
+    if (this.fromClient.bufferedBytes > MAX_EARLY_BYTES) throw new ProtocolError('too much data before the session was ready');
+  }
+
+  /**
+   * Slowloris: a message the client has begun must be complete within partialMessageTimeout.
+   * Idle time between messages is the agent's business and never cut. Per read this costs a
+   * comparison; the clock is read only when a new message is left unfinished, and one timer
+   * per session is (re)armed at most once per timeout period.
+   */
+  private watchPartialMessage(): void {
+    if (this.fromClient.bufferedBytes === 0) {
+      this.partialSince = 0;
+      return;
+    }
+    if (this.partialSince !== 0 && this.partialAfterFrames === this.clientFrames) return; // the same message, still coming
+    this.partialSince = performance.now();
+    this.partialAfterFrames = this.clientFrames;
+    if (!this.partialTimer) this.partialTimer = setTimeout(() => this.onPartialTimer(), this.limits.partialMessageTimeoutMs);
+  }
+
+  private onPartialTimer(): void {
+    this.partialTimer = undefined;
+    if (this.ended || this.partialSince === 0) return;
+    const limit = this.limits.partialMessageTimeoutMs;
+    const now = performance.now();
+    // while we do not read (upstream or recording back-pressure, a statement held for approval) the wait is ours
+    if (this.client.isPaused() || this.heldForApproval) this.partialSince = now;
+    const left = this.partialSince + limit - now;
+    if (left > 0) {
+      this.partialTimer = setTimeout(() => this.onPartialTimer(), left);
+      return;
+    }
+    const seconds = limit / 1000;
+    this.opts.hooks.audit('limit.exceeded', { limit: LIMIT_FIELDS.partialMessageTimeoutMs, seconds, bufferedBytes: this.fromClient.bufferedBytes });
+    this.fail({ severity: 'FATAL', code: '08P01', message: `interlock: a message was left unfinished for over ${seconds} s (${LIMIT_FIELDS.partialMessageTimeoutMs}); the session ends` });
   }
 
   private onStartupMessage(f: Frame): void {
@@ -228,6 +284,7 @@ export class PostgresSession {
   private relayClientMessages(): void {
     if (this.heldForApproval) {
       // pipelined messages wait behind the held statement, bounded
+      this.fromClient.checkNext();
       if (this.fromClient.bufferedBytes > MAX_HELD_BYTES) throw new ProtocolError('too much data sent while a statement waits for approval');
       return;
     }
@@ -235,6 +292,7 @@ export class PostgresSession {
     up.cork();
     try {
       for (let f = this.fromClient.next(); f; f = this.fromClient.next()) {
+        this.clientFrames++;
         this.rec.input(f.raw);
         let out: Buffer | Held = f.raw;
         if (f.type === Frontend.Query) out = this.onQuery(f);
@@ -285,6 +343,7 @@ export class PostgresSession {
         : held.refuse({ message: o.state === 'rejected' ? `interlock: rejected by ${o.by ?? 'an approver'}: ${o.reason ?? 'no reason given'}` : `interlock: ${o.reason ?? 'approval timed out'}` });
       if (!this.upstream!.write(bytes)) this.client.pause();
       this.relayClientMessages(); // what the client sent meanwhile
+      this.watchPartialMessage();
     }));
   }
 
@@ -361,8 +420,11 @@ export class PostgresSession {
     });
     this.upstream = up;
     up.setNoDelay(true);
-    up.setTimeout(this.opts.connectTimeoutMs ?? 10_000, () => {
-      if (this.phase === 'login') this.fail({ severity: 'FATAL', code: '08006', message: `target ${target.name} (${host}:${port}) did not answer in time` });
+    const connectMs = this.limits.upstreamConnectTimeoutMs;
+    up.setTimeout(connectMs, () => {
+      if (this.phase === 'login' || this.phase === 'catalog') {
+        this.fail({ severity: 'FATAL', code: '08006', message: `target ${target.name} (${host}:${port}) did not answer within ${connectMs / 1000} s (${LIMIT_FIELDS.upstreamConnectTimeoutMs})` });
+      }
     });
     up.on('connect', () => up.write(startup));
     up.on('error', (e: NodeJS.ErrnoException) => {
@@ -381,19 +443,64 @@ export class PostgresSession {
   }
 
   private onUpstreamData(chunk: Buffer): void {
+    if (this.ended) return;
     this.fromUpstream.push(chunk);
     while (this.phase === 'login' || this.phase === 'catalog') {
       const f = this.fromUpstream.next();
-      if (!f) break;
+      if (!f) {
+        if (this.fromUpstream.oversized >= 0) this.upstreamTooLarge('during login');
+        break;
+      }
       if (this.phase === 'login') this.onLoginMessage(f);
       else this.onCatalogMessage(f);
     }
-    if ((this.phase as Phase) === 'relay') this.relayUpstreamFrames();
+    if ((this.phase as Phase) === 'relay') this.relayUpstream();
   }
 
   /**
-   * Frames in, masked frames out. Untouched frames that lie next to each other in
-   * memory leave as one write; only a rewritten message breaks the run.
+   * Whole frames, and between them any message over maxUpstreamMessageBytes that needs no
+   * looking into (a row no masking touches, COPY data): those are passed on in pieces as
+   * they arrive, so their size never becomes memory here.
+   */
+  private relayUpstream(): void {
+    const framer = this.fromUpstream;
+    this.client.cork();
+    try {
+      for (;;) {
+        if (framer.passing !== 0) {
+          for (let piece = framer.nextPiece(); piece; piece = framer.nextPiece()) this.toClient(piece);
+          if (framer.passing !== 0) return; // the rest of it is still to come
+        }
+        this.relayUpstreamFrames();
+        const type = framer.oversized;
+        if (type < 0) return;
+        if (!this.passesUnread(type)) this.upstreamTooLarge('in a result that must be held whole to be masked');
+        if (type === Backend.DataRow) this.rows++;
+        framer.passThrough();
+      }
+    } finally {
+      this.client.uncork();
+    }
+  }
+
+  /** Can this server message go to the agent without anyone reading it? */
+  private passesUnread(type: number): boolean {
+    if (type !== Backend.DataRow && type !== Backend.CopyData) return false;
+    return this.results ? this.results.passesUnread(type) : true;
+  }
+
+  private upstreamTooLarge(where: string): never {
+    const f = this.fromUpstream;
+    const type = String.fromCharCode(f.oversized);
+    this.opts.hooks.audit('limit.exceeded', { limit: LIMIT_FIELDS.maxUpstreamMessageBytes, from: 'upstream', messageType: type, bytes: f.oversizedBytes, max: f.limit });
+    throw new ProtocolError(
+      `target ${this.opts.target!.name} sent a message "${type}" of ${f.oversizedBytes} bytes ${where}, over the limit of ${f.limit} bytes ` +
+      `(${LIMIT_FIELDS.maxUpstreamMessageBytes}); the session ends`, '54000');
+  }
+
+  /**
+   * Frames in, masked frames out (the caller corks the client). Untouched frames that lie
+   * next to each other in memory leave as one write; only a rewritten message breaks the run.
    */
   private relayUpstreamFrames(): void {
     const results = this.results;
@@ -403,27 +510,22 @@ export class PostgresSession {
       if (run) this.toClient(run.length === runEnd - run.byteOffset ? run : Buffer.from(run.buffer, run.byteOffset, runEnd - run.byteOffset));
       run = undefined;
     };
-    this.client.cork();
-    try {
-      for (let f = this.fromUpstream.next(); f; f = this.fromUpstream.next()) {
-        if (f.type === Backend.DataRow) this.rows++;
-        let out = results ? results.frame(f) : f.raw;
-        if (f.type === Backend.ErrorResponse) out = this.denials.rewrite(f) ?? out;
-        if (out.length === 0) continue;
-        if (out === f.raw && run && out.buffer === run.buffer && out.byteOffset === runEnd) {
-          runEnd += out.length;
-          continue;
-        }
-        flush();
-        if (out === f.raw) {
-          run = out;
-          runEnd = out.byteOffset + out.length;
-        } else this.toClient(out);
+    for (let f = this.fromUpstream.next(); f; f = this.fromUpstream.next()) {
+      if (f.type === Backend.DataRow) this.rows++;
+      let out = results ? results.frame(f) : f.raw;
+      if (f.type === Backend.ErrorResponse) out = this.denials.rewrite(f) ?? out;
+      if (out.length === 0) continue;
+      if (out === f.raw && run && out.buffer === run.buffer && out.byteOffset === runEnd) {
+        runEnd += out.length;
+        continue;
       }
       flush();
-    } finally {
-      this.client.uncork();
+      if (out === f.raw) {
+        run = out;
+        runEnd = out.byteOffset + out.length;
+      } else this.toClient(out);
     }
+    flush();
   }
 
   /** Rows of our own catalog query (oid, schema, table, columns): what masking rules need to know of tables. */
@@ -491,8 +593,11 @@ export class PostgresSession {
 
   private enterRelay(): void {
     this.phase = 'relay';
-    this.client.setTimeout(0); // an idle session is the agent's business from here on
+    clearTimeout(this.loginDeadline); // an idle session is the agent's business from here on
+    this.loginDeadline = undefined;
     this.upstream!.setTimeout(0);
+    // a peer host that vanished (no FIN, no RST) is found by the kernel, not by a client waiting forever
+    this.upstream!.setKeepAlive(true, 60_000);
     const masker = this.opts.masker;
     if (masker && !masker.empty) {
       this.results = new ResultMasker(masker, this.catalog?.byOid, (tag, counts) => {
@@ -500,7 +605,8 @@ export class PostgresSession {
         this.rec.note({ k: 'masked', tag, counts });
       });
     }
-    this.relayClientMessages();
+    this.relayClientMessages(); // what the client sent ahead
+    this.watchPartialMessage();
   }
 
   private toClient(bytes: Buffer): void {
@@ -531,9 +637,21 @@ export class PostgresSession {
     try {
       fn();
     } catch (e) {
-      if (e instanceof ProtocolError) this.fail({ severity: 'FATAL', code: e.code, message: `invalid message: ${e.message}` });
+      if (e instanceof MessageTooLarge) this.refuseTooLarge(e);
+      else if (e instanceof ProtocolError && e.code === '54000') this.fail({ severity: 'FATAL', code: e.code, message: `interlock: ${e.message}` });
+      else if (e instanceof ProtocolError) this.fail({ severity: 'FATAL', code: e.code, message: `invalid message: ${e.message}` });
       else this.fail({ severity: 'FATAL', code: 'XX000', message: `interlock internal error: ${(e as Error).message}` });
     }
+  }
+
+  /** A message from the agent over its limit, seen from its header: refused before its body is read. */
+  private refuseTooLarge(e: MessageTooLarge): void {
+    const startup = e.type === 0;
+    const field = startup ? undefined : LIMIT_FIELDS.maxMessageBytes;
+    const what = startup ? 'startup packet' : `message "${String.fromCharCode(e.type)}"`;
+    const message = `interlock: ${what} of ${e.length} bytes is over the limit of ${e.limit} bytes${field ? ` (${field})` : ''}; the session ends`;
+    this.opts.hooks.audit(startup && !this.started ? 'connect.refused' : 'limit.exceeded', { reason: message, limit: field, from: 'agent', messageType: startup ? undefined : String.fromCharCode(e.type), bytes: e.length, max: e.limit });
+    this.fail({ severity: 'FATAL', code: e.code, message });
   }
 
   private fail(err: { severity: 'FATAL' | 'ERROR'; code: string; message: string }): void {
@@ -547,9 +665,14 @@ export class PostgresSession {
     if (this.ended) return;
     this.ended = true;
     this.heldForApproval?.cancel();
+    clearTimeout(this.loginDeadline);
+    clearTimeout(this.partialTimer);
+    const loggedIn = this.phase === 'relay';
     this.phase = 'closed';
     if (this.endReason === 'client terminated') reason = this.endReason;
-    if (this.upstream && !this.upstream.destroyed) this.upstream.end();
+    // an upstream still logging in has nothing to finish: cut it now (it may not even be connected)
+    if (this.upstream && !loggedIn) this.upstream.destroy();
+    else if (this.upstream && !this.upstream.destroyed) this.upstream.end();
     if (!this.client.destroyed && !this.client.writableEnded) this.client.end();
     // a peer that never reads its end would hold the socket: give it a moment, then cut
     setTimeout(() => {

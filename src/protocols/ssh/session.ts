@@ -16,7 +16,8 @@ import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import type { AuthContext, ClientChannel, Connection, ServerChannel, Session } from 'ssh2';
-import type { SshTargetDef } from '../../config/types.js';
+import type { LimitsConfig, SshTargetDef } from '../../config/types.js';
+import { DEFAULT_LIMITS, LIMIT_FIELDS } from '../../config/limits.js';
 import { readSecret } from '../../config/targets.js';
 import type { Decision } from '../../policy/rules.js';
 import { NOT_RECORDED, type SessionRecording } from '../../recording/recorder.js';
@@ -33,7 +34,7 @@ export interface SshJudge {
   decidePath(access: PathAccess, path: string): Decision;
 }
 
-export type SshAuditEvent = 'session.start' | 'session.end' | 'connect.refused' | 'command' | 'file';
+export type SshAuditEvent = 'session.start' | 'session.end' | 'connect.refused' | 'command' | 'file' | 'limit.exceeded';
 
 export interface SshSessionHooks {
   audit(event: SshAuditEvent, fields: Record<string, unknown>): void;
@@ -51,9 +52,20 @@ export interface SshSessionOptions {
   refusal?: string;
   judge?: SshJudge;
   hooks: SshSessionHooks;
+  /** from connect to an authenticated agent, at most (default 30 s): handshake included */
   loginTimeoutMs?: number;
-  connectTimeoutMs?: number;
+  /** command size, upstream connect timeout (default DEFAULT_LIMITS) */
+  limits?: LimitsConfig;
 }
+
+/** env requests: what one channel may set (names and values are echoed into the upstream's environment) */
+const MAX_ENV_NAME_BYTES = 256;
+const MAX_ENV_VALUE_BYTES = 4096;
+const MAX_ENV_VARS = 64;
+/** subsystem names are short ("sftp"); a long one is refused without echoing it whole into the audit trail */
+const MAX_SUBSYSTEM_NAME_BYTES = 64;
+/** how much of an over-long command or name the audit trail keeps */
+const AUDIT_PREFIX_CHARS = 200;
 
 type Pty = { term: string; cols: number; rows: number; width: number; height: number; modes?: Record<string, number> };
 
@@ -90,16 +102,27 @@ export class SshSession {
   private readonly envAllowed: RegExp[];
   /** commands waiting for approval: closed as expired when the session ends */
   private readonly holds = new Set<Ticket>();
+  private readonly limits: LimitsConfig;
+  /** the handshake and the agent's authentication must be done by then */
+  private loginDeadline?: NodeJS.Timeout;
 
   constructor(private readonly opts: SshSessionOptions) {
+    this.limits = opts.limits ?? DEFAULT_LIMITS;
     this.envAllowed = (opts.target?.upstream.env ?? []).map((g) => globToRegExp(g, ''));
     const banner = opts.refusal ? `interlock: ${opts.refusal}\n` : undefined;
     const server = new ssh2.Server({ hostKeys: [opts.hostKey.privateKey], ident: 'interlock', banner, algorithms: { cipher: AGENT_CIPHERS } }, (client) => this.onClient(client));
     server.on('error', () => {}); // per-connection errors arrive on the client object
     opts.socket.setNoDelay(true);
-    opts.socket.setTimeout(opts.loginTimeoutMs ?? 30_000, () => {
-      if (!this.started) this.close('login took too long');
-    });
+    // a deadline, not an idle timeout: an agent trickling its handshake a byte at a time is cut all the same
+    const loginMs = opts.loginTimeoutMs ?? 30_000;
+    this.loginDeadline = setTimeout(() => {
+      this.loginDeadline = undefined;
+      if (this.started || this.ended) return;
+      const reason = `handshake and login took longer than ${loginMs / 1000} s (proxy.loginTimeout)`;
+      this.opts.hooks.audit('connect.refused', { reason });
+      this.close(reason);
+      opts.socket.destroy(); // nothing more to say to a peer that never finished its handshake
+    }, loginMs);
     opts.socket.on('close', () => this.close(this.endReason));
     opts.socket.on('error', (e) => this.close(`agent connection error: ${e.message}`));
     server.injectSocket(opts.socket);
@@ -140,7 +163,8 @@ export class SshSession {
   private onReady(): void {
     const target = this.opts.target!;
     this.started = true;
-    this.opts.socket.setTimeout(0);
+    clearTimeout(this.loginDeadline);
+    this.loginDeadline = undefined;
     const login = { clientUser: this.user, upstreamUser: target.upstream.user, ...(this.offeredKey ? { offeredKey: this.offeredKey } : {}) };
     this.opts.hooks.audit('session.start', login);
     this.rec = this.opts.hooks.startRecording(login);
@@ -167,8 +191,13 @@ export class SshSession {
       let hostKeyProblem: string | undefined;
       const conn = new ssh2.Client();
       this.upstream = conn;
-      conn.on('ready', () => resolve(conn));
+      let ready = false;
+      conn.on('ready', () => {
+        ready = true;
+        resolve(conn);
+      });
       conn.on('error', (e) => {
+        if (ready) return this.close(`upstream ${target.name}: ${e.message}`); // e.g. keepalive unanswered
         const why = hostKeyProblem ?? e.message;
         this.opts.hooks.audit('connect.refused', { reason: `upstream ${target.name}: ${why}`, hostKey: hostKeyProblem !== undefined });
         reject(new Error(`could not reach ${target.name} (${up.host}:${up.port}): ${why}`));
@@ -178,7 +207,10 @@ export class SshSession {
       });
       conn.connect({
         host: up.host, port: up.port, username: up.user, privateKey, password, algorithms: { cipher: UPSTREAM_CIPHERS },
-        readyTimeout: this.opts.connectTimeoutMs ?? 10_000,
+        // covers TCP connect, handshake and login: a silent upstream fails the channel that waits for it
+        readyTimeout: this.limits.upstreamConnectTimeoutMs,
+        // an upstream host that vanished mid-session is noticed, and the session ends
+        keepaliveInterval: 30_000,
         hostVerifier: (key: Buffer) => {
           const check = checkHostKey(pins, up.host, up.port, key);
           if (!check.ok) hostKeyProblem = check.reason;
@@ -198,6 +230,12 @@ export class SshSession {
       accept?.();
     });
     session.on('env', (accept, reject, info) => {
+      const key = String(info.key);
+      const val = String(info.val);
+      if (Buffer.byteLength(key) > MAX_ENV_NAME_BYTES || Buffer.byteLength(val) > MAX_ENV_VALUE_BYTES || Object.keys(state.env).length >= MAX_ENV_VARS) {
+        this.opts.hooks.audit('limit.exceeded', { via: 'env', name: clip(key), bytes: Buffer.byteLength(val), max: MAX_ENV_VALUE_BYTES, maxVars: MAX_ENV_VARS });
+        return reject?.();
+      }
       if (this.envAllowed.some((r) => r.test(info.key))) {
         state.env[info.key] = info.val;
         accept?.();
@@ -227,6 +265,15 @@ export class SshSession {
   }
 
   private onExec(state: ChannelState, accept: () => ServerChannel, command: string): void {
+    const bytes = Buffer.byteLength(command);
+    const max = this.limits.maxCommandBytes;
+    if (bytes > max) {
+      // refused before any parsing: the channel ends, the session goes on
+      const d: Decision = { action: 'deny', message: `command of ${bytes} bytes is over the limit of ${max} bytes (${LIMIT_FIELDS.maxCommandBytes})` };
+      this.opts.hooks.audit('limit.exceeded', { via: 'exec', limit: LIMIT_FIELDS.maxCommandBytes, bytes, max });
+      this.decided('exec', clip(command), d);
+      return this.refuseWithStatus(accept(), d);
+    }
     const verdict = this.opts.judge!.decideExec(command);
     const d = verdict.decision;
     this.decided('exec', command, d);
@@ -263,7 +310,10 @@ export class SshSession {
 
   private onSubsystem(state: ChannelState, accept: () => ServerChannel, reject: () => void, name: string): void {
     if (name !== 'sftp') {
-      this.decided('subsystem', name, { action: 'deny', message: `subsystem "${name}" is not supported through interlock` });
+      const message = Buffer.byteLength(name) > MAX_SUBSYSTEM_NAME_BYTES
+        ? `a subsystem name of ${Buffer.byteLength(name)} bytes is over the limit of ${MAX_SUBSYSTEM_NAME_BYTES}`
+        : `subsystem "${name}" is not supported through interlock`;
+      this.decided('subsystem', clip(name), { action: 'deny', message });
       return reject();
     }
     const d = this.opts.judge!.decideChannel('sftp');
@@ -442,6 +492,7 @@ export class SshSession {
     if (this.ended) return;
     this.ended = true;
     this.endReason = reason;
+    clearTimeout(this.loginDeadline);
     for (const t of this.holds) t.cancel();
     try {
       this.client?.end();
@@ -456,6 +507,11 @@ export class SshSession {
     }
     this.opts.hooks.closed();
   }
+}
+
+/** At most AUDIT_PREFIX_CHARS of s, marked when cut: over-long input is named in the trail, not copied into it. */
+function clip(s: string): string {
+  return s.length <= AUDIT_PREFIX_CHARS ? s : `${s.slice(0, AUDIT_PREFIX_CHARS)}… (${s.length} characters)`;
 }
 
 function fingerprint(blob: Buffer): string {
