@@ -1,5 +1,6 @@
 /** `interlock status`: the pinned redirect (from bpffs) and the daemon's view (from its socket). */
 import { Redirect } from '../interception/redirect.js';
+import { findStaleSockets } from '../interception/stale-sockets.js';
 import { controlRequest, type DaemonStatus } from '../daemon/control.js';
 import { DEFAULT_CONTROL_SOCKET, DEFAULT_PIN_DIR, optionalConfig } from './config-or-default.js';
 
@@ -28,6 +29,14 @@ export async function statusCommand(configFile: string, explicit: boolean): Prom
   } catch (e) {
     out.push(`daemon: not running (${(e as Error).message})${links.length ? ': agents are refused until it is back (fail closed)' : ''}`);
     code = code || 3;
+  }
+  if (config) {
+    const stale = findStaleSockets(config.agents.cgroup);
+    if (stale === undefined) out.push('sockets older than the slice: cannot tell (`ss --cgroup` is missing or too old)');
+    else if (stale.length === 0) out.push('sockets older than the slice: none');
+    for (const x of stale ?? []) {
+      out.push(`bypass: pid ${x.pid} (${x.comm}) in ${x.processCgroup} holds a ${x.netid} socket ${x.local} -> ${x.peer} created in ${x.socketCgroup}: it is not redirected; start agents inside the slice`);
+    }
   }
   process.stdout.write(`${out.join('\n')}\n`);
   return code;

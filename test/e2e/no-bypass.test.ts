@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer as createTcpServer, type Server } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bpfGate } from '../helpers/bpf-gate.js';
@@ -59,10 +60,14 @@ describe.skipIf(!enabled)('no bypass: egress lockdown, raw and packet sockets, d
   const udpSeen = new Map<string, number>();
   const servers: (Server | UdpSocket)[] = [];
 
-  const listenTcp = (host: string, port: number) => new Promise<void>((resolve, reject) => {
+  const listenTcp = (host: string, port: number, hold = false) => new Promise<void>((resolve, reject) => {
     const key = `${host}|${port}`;
     tcpSeen.set(key, 0);
-    const s = createTcpServer((c) => { tcpSeen.set(key, tcpSeen.get(key)! + 1); c.destroy(); });
+    const s = createTcpServer((c) => {
+      tcpSeen.set(key, tcpSeen.get(key)! + 1);
+      if (hold) c.on('error', () => undefined).setTimeout(10_000, () => c.destroy());
+      else c.destroy();
+    });
     s.once('error', reject);
     s.listen({ host, port, ipv6Only: host.includes(':') }, () => resolve());
     servers.push(s);
@@ -99,6 +104,7 @@ describe.skipIf(!enabled)('no bypass: egress lockdown, raw and packet sockets, d
     await listenTcp('::1', 7000);
     await listenTcp('127.0.0.6', 7001);
     await listenTcp('127.0.0.1', 7003);
+    await listenTcp('127.0.0.5', 7004, true);
     await listenUdp('127.0.0.5', 7002);
     await listenUdp('::1', 7002);
     await listenUdp('127.0.0.6', 5353);
@@ -289,6 +295,25 @@ describe.skipIf(!enabled)('no bypass: egress lockdown, raw and packet sockets, d
     // and the redirect still holds after all that
     const r = await env.psql("select 'still_redirected'");
     expect(r.stdout.trim()).toBe('still_redirected');
+  });
+
+  it('`interlock status` flags a process that joined the slice with a socket opened outside it', async () => {
+    // the documented limit: the hooks judge sockets when they are made, so one made
+    // before joining keeps going where it went; status is how an operator finds it
+    mkdirSync(env.cg(UNIT), { recursive: true });
+    const procs = join(env.cg(UNIT), 'cgroup.procs');
+    const late = spawn(process.execPath, ['-e', `const s=require('net').connect(7004,'127.0.0.5',()=>{require('fs').writeFileSync(${JSON.stringify(procs)},String(process.pid));console.log('joined')});setTimeout(()=>process.exit(0),8000)`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((resolve) => late.stdout!.on('data', (d: Buffer) => d.toString().includes('joined') && resolve()));
+      expect(readFileSync(`/proc/${late.pid}/cgroup`, 'utf8')).toContain(`${env.agents}/${UNIT}`);
+      const status = cli(['status', '--config', env.configFile]).stdout;
+      expect(status, status).toMatch(new RegExp(`bypass: pid ${late.pid} \\(node\\) in ${env.agents}/${UNIT} holds a tcp socket \\S+ -> 127\\.0\\.0\\.5:7004 created in /`));
+    } finally {
+      late.kill();
+    }
+    // with it gone, nothing is flagged
+    await new Promise((r) => setTimeout(r, 200));
+    expect(cli(['status', '--config', env.configFile]).stdout).toContain('sockets older than the slice: none');
   });
 
   it('cannot read the recordings, the vaulted secrets, the recording key or the CA key', async () => {

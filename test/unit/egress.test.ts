@@ -107,3 +107,27 @@ describe('refusals in the audit trail', () => {
     expect(events.slice(2)).toEqual([['egress.refusals-lost', { count: 7, why: 'the BPF ring buffer was full' }]]);
   });
 });
+
+describe('sockets older than the slice', () => {
+  const SS = [
+    'tcp ESTAB 0 0 127.0.0.1:40000 127.0.0.5:7000 users:(("node",pid=41,fd=20)) cgroup:/',
+    'tcp ESTAB 0 0 127.0.0.1:40002 127.0.0.1:15432 users:(("psql",pid=42,fd=3)) cgroup:/agents.slice/ci.service',
+    'udp UNCONN 0 0 0.0.0.0:5353 0.0.0.0:* users:(("avahi",pid=7,fd=12),("node",pid=41,fd=21)) cgroup:/system.slice',
+    'tcp LISTEN 0 128 0.0.0.0:22 0.0.0.0:* cgroup:/',
+    'tcp TIME-WAIT 0 0 127.0.0.1:1 127.0.0.1:2',
+  ].join('\n');
+
+  it('reads owners and the socket cgroup from ss --cgroup', async () => {
+    const { parseSs } = await import('../../src/interception/stale-sockets.js');
+    const s = parseSs(SS);
+    expect(s).toHaveLength(3);
+    expect(s[2]).toEqual({ netid: 'udp', local: '0.0.0.0:5353', peer: '0.0.0.0:*', socketCgroup: '/system.slice', owners: [{ comm: 'avahi', pid: 7 }, { comm: 'node', pid: 41 }] });
+  });
+
+  it('flags processes in the slice holding sockets made outside it, and nothing else', async () => {
+    const { parseSs, staleSockets } = await import('../../src/interception/stale-sockets.js');
+    const where: Record<number, string> = { 41: '/agents.slice/ci.service', 42: '/agents.slice/ci.service', 7: '/system.slice/avahi.service' };
+    const found = staleSockets(parseSs(SS), '/agents.slice', (pid) => where[pid]);
+    expect(found.map((f) => [f.pid, f.peer, f.socketCgroup])).toEqual([[41, '127.0.0.5:7000', '/'], [41, '0.0.0.0:*', '/system.slice']]);
+  });
+});
