@@ -97,7 +97,8 @@ export class Redirect {
           throw explainBpfError(e, `attaching the redirect to ${cgroupPath}`);
         }
         skip.push(...group);
-        missing.push(`${group.join(', ')} did not load: ${(e as Error).message.split('\n')[0]}`);
+        const code = (e as { code?: string }).code ?? 'error';
+        missing.push(`${group.join(', ')}: ${group === LSM_PROGRAMS ? 'this kernel refuses BPF LSM programs' : 'this kernel has no cgroup unix-connect hook (6.7+)'} (${code})`);
       }
     }
     throw new Error('unreachable');
