@@ -43,7 +43,8 @@ describe('literalShape', () => {
   });
 
   it('gives up on a NUL, where the parser stops reading', () => {
-    expect(literalShape("select '\0' from t; drop table t")).toBeUndefined();
+    // the parser sees `select '` (an error, denied); shaped, it would see `select '' from t`
+    expect(literalShape("select '\0' from t")).toBeUndefined();
   });
 
   it('never changes what the policy sees: kinds, relations, functions', () => {
