@@ -95,6 +95,8 @@ export function decodeFile(file: Buffer, key: Buffer, sessionId: string): Decode
     } catch (e) {
       return bad(`undecodable body: ${(e as Error).message}`);
     }
+    // a signed body is still only what msgpack decoded: anything but a map is damage
+    if (body === null || typeof body !== 'object') return bad('the body is not a map');
     if (body.s !== sessionId) return bad(`belongs to session ${JSON.stringify(body.s)}, not ${sessionId}`);
     if (body.n !== n) return bad(`numbered ${body.n} (a chunk is missing or out of order)`);
     if (!(body.p instanceof Uint8Array) || !Buffer.from(body.p).equals(prev)) return bad('does not chain to the chunk before it');

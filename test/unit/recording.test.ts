@@ -4,7 +4,7 @@
  * leaves a truncation marker; retention picks the right files.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -89,6 +89,18 @@ describe('recording format', () => {
     const cut = decodeFile(bytes.subarray(0, offsets[1]! + 10), key, 's1');
     expect(cut.problem).toMatch(/^chunk 1 .*truncated/);
     expect(cut.events.length).toBe(3);
+  });
+
+  it('reports a signed chunk whose body is not a map, rather than throwing', () => {
+    // the HMAC is right (same key), the body is msgpack nil: only the reader's checks stand between
+    for (const packed of [Buffer.from([0xc0]), Buffer.from([0x2a]), Buffer.from([0x91, 0x01])]) {
+      const mac = createHmac('sha256', key).update(createHash('sha256').update(packed).digest()).digest();
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(packed.length);
+      const d = decodeFile(Buffer.concat([MAGIC, len, packed, mac]), key, 's1');
+      expect(d.problem).toMatch(/^chunk 0 \(at byte 8\): /);
+      expect(d.events).toEqual([]);
+    }
   });
 });
 
