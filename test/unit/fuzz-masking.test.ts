@@ -143,7 +143,7 @@ const plans = [
 const rowPayload = fc.oneof(
   bytes(60),
   fc.tuple(fc.integer({ min: -2, max: 5 }), fc.array(fc.tuple(fc.integer({ min: -3, max: 30 }), bytes(30)), { maxLength: 5 })).map(([count, fields]) => {
-    const parts = [Buffer.alloc(2)];
+    const parts: Buffer[] = [Buffer.alloc(2)];
     parts[0].writeInt16BE(count);
     for (const [len, body] of fields) {
       const l = Buffer.alloc(4);

@@ -40,7 +40,7 @@ const frontendMessage: fc.Arbitrary<Buffer> = fc.oneof(
 /** What a server sends, built by hand (pg-protocol has no backend serializer). */
 const backendMessage: fc.Arbitrary<Buffer> = fc.oneof(
   fc.array(fc.tuple(text, fc.nat(), fc.integer({ min: 0, max: 1 })), { maxLength: 4 }).map((cols) => {
-    const parts = [Buffer.alloc(2)];
+    const parts: Buffer[] = [Buffer.alloc(2)];
     parts[0].writeInt16BE(cols.length);
     for (const [name, typeOid, format] of cols) {
       const fixed = Buffer.alloc(18);
@@ -51,7 +51,7 @@ const backendMessage: fc.Arbitrary<Buffer> = fc.oneof(
     return message(0x54, Buffer.concat(parts));
   }),
   fc.array(fc.option(bytes(20), { nil: null }), { maxLength: 5 }).map((fields) => {
-    const parts = [Buffer.alloc(2)];
+    const parts: Buffer[] = [Buffer.alloc(2)];
     parts[0].writeInt16BE(fields.length);
     for (const f of fields) {
       const len = Buffer.alloc(4);

@@ -26,7 +26,7 @@ function message(type: number, body: Buffer): Buffer {
 const cstr = (s: string) => Buffer.from(s + '\0', 'utf8');
 
 function rowDescription(names: string[]): Buffer {
-  const parts = [Buffer.alloc(2)];
+  const parts: Buffer[] = [Buffer.alloc(2)];
   parts[0].writeInt16BE(names.length);
   for (const n of names) {
     const fixed = Buffer.alloc(18);
@@ -37,7 +37,7 @@ function rowDescription(names: string[]): Buffer {
 }
 
 function dataRow(fields: (string | null)[]): Buffer {
-  const parts = [Buffer.alloc(2)];
+  const parts: Buffer[] = [Buffer.alloc(2)];
   parts[0].writeInt16BE(fields.length);
   for (const f of fields) {
     const len = Buffer.alloc(4);
@@ -104,7 +104,7 @@ describe('ResultMasker, fuzzed', () => {
       fc.property(stream, ([cols, rest]) => {
         const rm = new ResultMasker(masker, undefined, () => {});
         rm.expectCopy({ format: 'text', header: false, options: {} });
-        for (const f of frameAll(Buffer.concat([message(0x48, Buffer.from([0, 0, 0])), rowDescription(cols), ...rest]))) {
+        for (const f of frameAll(Buffer.concat([message(0x48, Buffer.from([0, 0, 0])), rowDescription([...cols]), ...rest]))) {
           try {
             const out = rm.frame(f);
             expect(Buffer.isBuffer(out)).toBe(true);

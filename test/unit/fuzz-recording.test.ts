@@ -22,8 +22,8 @@ const event: fc.Arbitrary<RecordedEvent> = fc.oneof(
 
 /** A sealed recording of 1–4 chunks, and its events. */
 const recording = fc.array(fc.array(event, { maxLength: 3 }), { minLength: 1, maxLength: 4 }).map((chunks) => {
-  const parts = [MAGIC];
-  let prev = ZERO_HASH;
+  const parts: Buffer[] = [MAGIC];
+  let prev: Buffer = ZERO_HASH;
   chunks.forEach((e, n) => {
     const c = encodeChunk({ s: SESSION, n, p: prev, e, ...(n === chunks.length - 1 ? { z: true as const } : {}) }, KEY);
     parts.push(c.bytes);
