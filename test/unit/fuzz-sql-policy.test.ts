@@ -86,7 +86,7 @@ describe('SQL policy, fuzzed', () => {
           for (const s of q.statements) expect(s.kinds.length).toBeGreaterThan(0);
         }
       }),
-      fuzz(1500),
+      fuzz(800),
     );
   }, FUZZ_TEST_TIMEOUT_MS);
 
@@ -113,7 +113,7 @@ describe('SQL policy, fuzzed', () => {
         for (const other of before) warm.decideText(other);
         expect(warm.decideText(sql).decision).toEqual(fresh);
       }),
-      fuzz(600),
+      fuzz(300),
     );
   }, FUZZ_TEST_TIMEOUT_MS);
 });

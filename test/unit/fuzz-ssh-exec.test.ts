@@ -102,7 +102,7 @@ describe('SSH exec decisions, fuzzed', () => {
         // an allowed command has nothing but echo in it
         if (v.decision.action === 'allow') for (const p of a.parts) expect(p.program).toBe('echo');
       }),
-      fuzz(800),
+      fuzz(500),
     );
   }, FUZZ_TEST_TIMEOUT_MS);
 
@@ -114,7 +114,7 @@ describe('SSH exec decisions, fuzzed', () => {
         const cmd = compose(x, rm);
         expect(ECHO_ONLY.decideExec(cmd).decision.action, cmd).not.toBe('allow');
       }),
-      fuzz(800),
+      fuzz(600),
     );
   }, FUZZ_TEST_TIMEOUT_MS);
 
@@ -125,7 +125,7 @@ describe('SSH exec decisions, fuzzed', () => {
         for (const other of before) analyzeShellCommand(other);
         expect(analyzeShellCommand(cmd)).toEqual(fresh);
       }),
-      fuzz(400),
+      fuzz(250),
     );
   }, FUZZ_TEST_TIMEOUT_MS);
 });
