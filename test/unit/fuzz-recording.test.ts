@@ -73,9 +73,12 @@ describe('recording files, fuzzed', () => {
   }, FUZZ_TEST_TIMEOUT_MS);
 
   it('a correctly signed chunk with any body: a clear problem, never a throw', () => {
+    // values msgpack carries that JSON does not: 64-bit integers (as BigInt), maps with awkward keys
+    const field = fc.oneof(fc.jsonValue({ maxDepth: 1 }), fc.bigInt({ min: 2n ** 53n, max: 2n ** 64n - 1n }), fc.constantFrom({ toString: 0 }, { valueOf: 'x' }, { toJSON: 1 }));
     const body = fc.oneof(
       fc.jsonValue({ maxDepth: 2 }),
-      fc.record({ s: fc.oneof(fc.constant(SESSION), fc.jsonValue({ maxDepth: 1 })), n: fc.oneof(fc.constant(0), fc.jsonValue({ maxDepth: 1 })), p: fc.oneof(fc.constant(ZERO_HASH), fc.jsonValue({ maxDepth: 1 })), e: fc.jsonValue({ maxDepth: 2 }) }, { requiredKeys: [] }),
+      field,
+      fc.record({ s: fc.oneof(fc.constant(SESSION), field), n: fc.oneof(fc.constant(0), field), p: fc.oneof(fc.constant(ZERO_HASH), field), e: fc.oneof(fc.jsonValue({ maxDepth: 2 }), field) }, { requiredKeys: [] }),
     );
     fc.assert(
       fc.property(body, (b) => {
