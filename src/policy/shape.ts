@@ -22,15 +22,23 @@ function isDigit(c: number): boolean {
   return c >= 48 && c <= 57;
 }
 
-/** `sql` with every string literal as '' and every number as 0, or undefined when unsure. */
-export function literalShape(sql: string): string | undefined {
-  if (sql.length > MAX_SHAPED) return undefined;
-  let i = 0;
+/** The statement starting at `i` (after blanks) is one that may be shaped, or there is none. */
+function shapedStatementAt(sql: string, i: number): boolean {
   const n = sql.length;
   while (i < n && sql.charCodeAt(i) <= 32) i++;
   let j = i;
   while (j < n && isIdent(sql.charCodeAt(j))) j++;
-  if (!SHAPED_FIRST_WORDS.has(sql.slice(i, j).toLowerCase())) return undefined;
+  if (j === i) return i === n || sql.charCodeAt(i) === 59; // end of text, or an empty statement
+  return SHAPED_FIRST_WORDS.has(sql.slice(i, j).toLowerCase());
+}
+
+/** `sql` with every string literal as '' and every number as 0, or undefined when unsure. */
+export function literalShape(sql: string): string | undefined {
+  // a NUL ends the text for the parser (and the server): the shape must not read past it either
+  if (sql.length > MAX_SHAPED || sql.includes('\0')) return undefined;
+  let i = 0;
+  const n = sql.length;
+  if (!shapedStatementAt(sql, i)) return undefined;
 
   let out = '';
   let copied = 0; // sql[copied, i) is still to be copied as is
@@ -99,6 +107,9 @@ export function literalShape(sql: string): string | undefined {
       continue;
     }
     if ((c === 45 && sql.charCodeAt(i + 1) === 45) || (c === 47 && sql.charCodeAt(i + 1) === 42)) return undefined; // comments
+    // every statement of a message must be one whose effect no literal changes: after
+    // `select 1;`, `explain (analyze 1) delete …` runs its delete, `analyze 0` would not
+    if (c === 59 && !shapedStatementAt(sql, i + 1)) return undefined;
     i++;
   }
   return changed ? out + sql.slice(copied) : sql;

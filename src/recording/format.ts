@@ -95,8 +95,10 @@ export function decodeFile(file: Buffer, key: Buffer, sessionId: string): Decode
     } catch (e) {
       return bad(`undecodable body: ${(e as Error).message}`);
     }
-    if (body.s !== sessionId) return bad(`belongs to session ${JSON.stringify(body.s)}, not ${sessionId}`);
-    if (body.n !== n) return bad(`numbered ${body.n} (a chunk is missing or out of order)`);
+    // a signed body is still only what msgpack decoded: anything but a map is damage
+    if (body === null || typeof body !== 'object') return bad('the body is not a map');
+    if (body.s !== sessionId) return bad(`belongs to session ${shown(body.s)}, not ${sessionId}`);
+    if (body.n !== n) return bad(`numbered ${shown(body.n)} (a chunk is missing or out of order)`);
     if (!(body.p instanceof Uint8Array) || !Buffer.from(body.p).equals(prev)) return bad('does not chain to the chunk before it');
     if (!Array.isArray(body.e)) return bad('no event list');
     for (const e of body.e) out.events.push(e);
@@ -107,4 +109,11 @@ export function decodeFile(file: Buffer, key: Buffer, sessionId: string): Decode
     at += 4 + len + HASH_BYTES;
   }
   return out;
+}
+
+/** A decoded field for a problem message: strings and numbers as they are, anything else by its type (it may not convert). */
+function shown(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'number') return String(v);
+  return v === null ? 'null' : `a ${typeof v}`;
 }

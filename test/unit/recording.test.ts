@@ -4,9 +4,10 @@
  * leaves a truncation marker; retention picks the right files.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { Packr } from 'msgpackr';
 import { join } from 'node:path';
 import type { RecordedEvent } from '../../src/recording/events.js';
 import { MAGIC, ZERO_HASH, decodeFile, encodeChunk } from '../../src/recording/format.js';
@@ -89,6 +90,30 @@ describe('recording format', () => {
     const cut = decodeFile(bytes.subarray(0, offsets[1]! + 10), key, 's1');
     expect(cut.problem).toMatch(/^chunk 1 .*truncated/);
     expect(cut.events.length).toBe(3);
+  });
+
+  it('reports a signed chunk whose body is not a map, rather than throwing', () => {
+    // the HMAC is right (same key), the body is msgpack nil: only the reader's checks stand between
+    for (const packed of [Buffer.from([0xc0]), Buffer.from([0x2a]), Buffer.from([0x91, 0x01])]) {
+      const mac = createHmac('sha256', key).update(createHash('sha256').update(packed).digest()).digest();
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(packed.length);
+      const d = decodeFile(Buffer.concat([MAGIC, len, packed, mac]), key, 's1');
+      expect(d.problem).toMatch(/^chunk 0 \(at byte 8\): /);
+      expect(d.events).toEqual([]);
+    }
+  });
+
+  it('reports a signed chunk whose session or number cannot be turned into text, rather than throwing', () => {
+    const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
+    for (const body of [{ s: 's1', n: { toString: 0 } }, { s: 2n ** 63n, n: 0 }, { s: 's1', n: 2n ** 62n }]) {
+      const packed = packr.pack(body);
+      const mac = createHmac('sha256', key).update(createHash('sha256').update(packed).digest()).digest();
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(packed.length);
+      const d = decodeFile(Buffer.concat([MAGIC, len, packed, mac]), key, 's1');
+      expect(d.problem).toMatch(/^chunk 0 \(at byte 8\): (belongs to session a bigint|numbered a (object|bigint))/);
+    }
   });
 });
 

@@ -33,6 +33,20 @@ describe('literalShape', () => {
     ]) expect(literalShape(sql), sql).toBeUndefined();
   });
 
+  it('gives up when a later statement of the message is not plain DML (its literals may matter)', () => {
+    // shaped, `analyze 1` would read as `analyze 0`: a plain EXPLAIN, and the delete would pass as a read
+    const sql = 'select 1; explain (analyze 1) delete from t';
+    expect(literalShape(sql)).toBeUndefined();
+    expect(analyzeQuery(sql).statements[1].kinds).toContain('delete');
+    expect(literalShape("select 1; copy t to stdout with (header 1)")).toBeUndefined();
+    expect(literalShape("select 1; select 'a';; values (2);")).toBe("select 0; select '';; values (0);");
+  });
+
+  it('gives up on a NUL, where the parser stops reading', () => {
+    // the parser sees `select '` (an error, denied); shaped, it would see `select '' from t`
+    expect(literalShape("select '\0' from t")).toBeUndefined();
+  });
+
   it('never changes what the policy sees: kinds, relations, functions', () => {
     const corpus = [
       "SELECT abalance FROM pgbench_accounts WHERE aid = 81234",
