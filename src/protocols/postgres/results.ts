@@ -12,7 +12,7 @@ import { parseSync } from 'libpg-query';
 import { copyDataMessage, maskCopyLine, maskDataRow, type CopyOptions, type MaskCounts } from '../../masking/index.js';
 import type { Masker, ResultColumn, RowPlan } from '../../masking/plan.js';
 import { errorResponse, readCString } from './backend.js';
-import type { Frame } from './framer.js';
+import { ProtocolError, type Frame } from './framer.js';
 import { Backend } from './message-types.js';
 
 
@@ -112,11 +112,14 @@ export class ResultMasker {
   }
 
   private columns(payload: Buffer): ResultColumn[] {
+    if (payload.length < 2) throw new ProtocolError('RowDescription too short');
     const n = payload.readInt16BE(0);
     const out: ResultColumn[] = [];
     let at = 2;
     for (let i = 0; i < n; i++) {
       const [name, next] = readCString(payload, at);
+      // 18 bytes of fixed fields follow each name: table oid, column, type, size, modifier, format
+      if (next + 18 > payload.length) throw new ProtocolError('RowDescription ends inside a column');
       const tableOid = payload.readUInt32BE(next);
       const typeOid = payload.readUInt32BE(next + 6);
       const format = payload.readInt16BE(next + 16) === 1 ? 1 : 0;

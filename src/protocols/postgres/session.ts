@@ -534,7 +534,9 @@ export class PostgresSession {
       const fields: string[] = [];
       let at = 2;
       for (let i = 0; i < 4; i++) {
+        if (at + 4 > f.payload.length) throw new ProtocolError('catalog row ends inside a field');
         const len = f.payload.readInt32BE(at);
+        if (at + 4 + Math.max(len, 0) > f.payload.length) throw new ProtocolError('catalog row field runs past the row');
         fields.push(len < 0 ? '' : f.payload.toString('utf8', at + 4, at + 4 + len));
         at += 4 + Math.max(len, 0);
       }
@@ -570,6 +572,7 @@ export class PostgresSession {
       }
       case Backend.BackendKeyData: {
         // the agent gets a key of ours: a cancel must come back through interlock
+        if (f.payload.length < 8) throw new ProtocolError('BackendKeyData too short');
         const mine = this.opts.hooks.registerCancelKey(f.payload.readInt32BE(0), f.payload.readInt32BE(4));
         this.client.write(backendKeyData(mine.processId, mine.secretKey));
         return;
