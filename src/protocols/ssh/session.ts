@@ -119,7 +119,7 @@ export class SshSession {
       this.loginDeadline = undefined;
       if (this.started || this.ended) return;
       const reason = `handshake and login took longer than ${loginMs / 1000} s (proxy.loginTimeout)`;
-      this.opts.hooks.audit('connect.refused', { reason });
+      this.refused({ reason });
       this.close(reason);
       opts.socket.destroy(); // nothing more to say to a peer that never finished its handshake
     }, loginMs);
@@ -147,11 +147,11 @@ export class SshSession {
   private onAuthentication(ctx: AuthContext): void {
     const { target, refusal, judge, hooks } = this.opts;
     if (!target || refusal || !judge) {
-      if (!this.started) hooks.audit('connect.refused', { reason: refusal ?? 'no policy', clientUser: ctx.username });
+      if (!this.started) this.refused({ reason: refusal ?? 'no policy', clientUser: ctx.username });
       return ctx.reject([]);
     }
     if (!target.upstream.agentUsers.includes(ctx.username)) {
-      hooks.audit('connect.refused', { reason: `user "${ctx.username}" is not one agents may ask for on ${target.name}`, clientUser: ctx.username, allowed: target.upstream.agentUsers });
+      this.refused({ reason: `user "${ctx.username}" is not one agents may ask for on ${target.name}`, clientUser: ctx.username, allowed: target.upstream.agentUsers });
       return ctx.reject([]);
     }
     // identity is the cgroup's: whatever the agent offers is noted, never checked, never forwarded
@@ -199,7 +199,7 @@ export class SshSession {
       conn.on('error', (e) => {
         if (ready) return this.close(`upstream ${target.name}: ${e.message}`); // e.g. keepalive unanswered
         const why = hostKeyProblem ?? e.message;
-        this.opts.hooks.audit('connect.refused', { reason: `upstream ${target.name}: ${why}`, hostKey: hostKeyProblem !== undefined });
+        this.refused({ reason: `upstream ${target.name}: ${why}`, hostKey: hostKeyProblem !== undefined });
         reject(new Error(`could not reach ${target.name} (${up.host}:${up.port}): ${why}`));
       });
       conn.on('close', () => {
@@ -488,6 +488,13 @@ export class SshSession {
     }
   }
 
+  private refusalAudited = false;
+
+  private refused(fields: Record<string, unknown>): void {
+    this.refusalAudited = true;
+    this.opts.hooks.audit('connect.refused', fields);
+  }
+
   private close(reason: string): void {
     if (this.ended) return;
     this.ended = true;
@@ -501,6 +508,8 @@ export class SshSession {
     }
     this.upstream?.end();
     setTimeout(() => this.opts.socket.destroy(), 2000).unref();
+    // a connection that ended before its session began (junk, a dropped handshake) is in the trail too
+    if (!this.started && !this.refusalAudited) this.refused({ reason });
     if (this.started) {
       this.opts.hooks.audit('session.end', { reason, bytesIn: this.bytesIn, bytesOut: this.bytesOut, commands: this.commands });
       this.rec.end({ reason, bytesIn: this.bytesIn, bytesOut: this.bytesOut, commands: this.commands, rows: 0 });
