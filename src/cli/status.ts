@@ -17,6 +17,8 @@ export async function statusCommand(configFile: string, explicit: boolean): Prom
     const s = res.status;
     out.push(`daemon: running, pid ${s.pid}, since ${s.since}, agents' cgroup ${s.cgroup}`);
     for (const t of s.targets) out.push(`target: ${t.name} ${t.protocol} ${t.address}`);
+    const mib = (n: number) => (n / 1048576).toFixed(1);
+    if (s.memory) out.push(`memory: heap ${mib(s.memory.heapUsed)} MiB used of ${mib(s.memory.heapTotal)} MiB, rss ${mib(s.memory.rss)} MiB`);
     out.push(`sessions: ${s.sessions.length}`);
     for (const x of s.sessions) {
       out.push(`  ${x.id} ${x.protocol} workload=${x.workload ?? '-'} target=${x.target ?? '-'} pid=${x.pid ?? '-'} comm=${x.comm ?? '-'} since=${x.since} queries=${x.queries}`);

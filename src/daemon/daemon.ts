@@ -407,6 +407,7 @@ export class Daemon {
       links: this.redirect ? Redirect.links(this.config.bpf.pinDir).length : 0,
       targets: this.config.targets.map((t) => ({ name: t.name, protocol: t.protocol, address: `${t.address.host}:${t.address.port}` })),
       sessions: [...this.sessions.values()].map((s) => s.summary),
+      memory: process.memoryUsage(),
     };
   }
 
