@@ -91,7 +91,7 @@ export class Daemon {
     }
     this.audit = createAudit(config.audit.file);
     if (config.recording.enabled) {
-      this.recordings = RecordingStore.open(config.recording);
+      this.recordings = RecordingStore.open(config.recording, (session, why) => this.audit.event('recording.failed', { session, why }));
       this.recordings.startRetention((removed) => this.audit.event('recording.retention', { removed }));
     }
     if (config.approvals) {

@@ -431,9 +431,9 @@ export class PostgresSession {
       const { target } = this.opts;
       this.catalog = this.catalogReader?.finish(`${target!.name}\n${this.database}`);
       this.catalogReader = undefined;
-      this.client.write(this.heldReady!);
+      const ready = this.heldReady!;
       this.heldReady = undefined;
-      this.enterRelay();
+      this.becomeReady(ready);
     }
   }
 
@@ -472,12 +472,22 @@ export class PostgresSession {
           this.upstream!.write(serialize.query(CATALOG_SQL));
           return;
         }
-        this.client.write(f.raw);
-        this.enterRelay();
+        this.becomeReady(f.raw);
         return;
       default: // ParameterStatus, NoticeResponse, NegotiateProtocolVersion
         this.client.write(f.raw);
     }
+  }
+
+  /** ReadyForQuery to the client once its recording exists on disk: no command runs unrecorded. */
+  private becomeReady(readyForQuery: Buffer): void {
+    const go = () => this.guard(() => {
+      if (this.ended) return;
+      this.client.write(readyForQuery);
+      this.enterRelay();
+    });
+    if (this.rec.whenStarted) this.rec.whenStarted(go);
+    else go();
   }
 
   private enterRelay(): void {
