@@ -31,6 +31,8 @@ export interface E2EOptions {
   pgHost?: string;
   /** the test PostgreSQL's max_connections; default 60 */
   maxConnections?: number;
+  /** where recordings go (e.g. a small tmpfs the test mounted); default: recordings/ in the temp dir */
+  recordingsDir?: string;
   /** node options for the daemon process (e.g. --expose-gc for memory measurements) */
   daemonNodeArgs?: string[];
 }
@@ -68,7 +70,7 @@ export class E2EEnv {
     writeFileSync(secret, `${this.pg.password}\n`, { mode: 0o600 });
     this.auditFile = join(this.root, 'audit.jsonl');
     this.configFile = join(this.root, 'interlock.yaml');
-    this.recordingsDir = join(this.root, 'recordings');
+    this.recordingsDir = this.opts.recordingsDir ?? join(this.root, 'recordings');
     this.recordingKey = join(this.root, 'etc', 'recording.key');
     writeFileSync(this.configFile, `
 agents:
