@@ -72,6 +72,7 @@ describe.skipIf(!enabled)('the daemon killed under load', () => {
     await env.start();
   });
   afterAll(async () => {
+    await LineAgent.killAll();
     await env.stop();
   });
 

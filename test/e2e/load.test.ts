@@ -85,6 +85,7 @@ describe.skipIf(!enabled)('1,000 concurrent sessions on one node', () => {
     await env.start();
   });
   afterAll(async () => {
+    await LineAgent.killAll();
     await env.stop();
   });
 

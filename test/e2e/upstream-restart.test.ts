@@ -35,6 +35,7 @@ describe.skipIf(!enabled)('the upstream restarted mid-session', () => {
     await env.start();
   });
   afterAll(async () => {
+    await LineAgent.killAll();
     await env.stop();
   });
 

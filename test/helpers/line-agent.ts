@@ -12,6 +12,8 @@ export const PG_MODULE = join(import.meta.dirname, '../../node_modules/pg');
 export type AgentLine = Record<string, unknown> & { ev: string };
 
 export class LineAgent {
+  /** every agent not yet exited: a failed test's afterAll kills them (killAll), not their own time limit */
+  private static readonly live = new Set<LineAgent>();
   readonly lines: AgentLine[] = [];
   stderr = '';
   readonly exited: Promise<number | null>;
@@ -32,10 +34,18 @@ export class LineAgent {
     this.child.stderr!.on('data', (d) => (this.stderr += d));
     this.child.stdin!.on('error', () => {}); // an agent that already exited does not read its stdin
     this.killer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
+    LineAgent.live.add(this);
     this.exited = new Promise((resolve) => this.child.on('close', (code) => {
       clearTimeout(this.killer);
+      LineAgent.live.delete(this);
       resolve(code);
     }));
+  }
+
+  static async killAll(): Promise<void> {
+    const all = [...LineAgent.live];
+    for (const a of all) a.child.kill('SIGKILL');
+    await Promise.all(all.map((a) => a.exited));
   }
 
   get pid(): number {
