@@ -18,6 +18,7 @@ export type AuditEvent =
   | 'redirect.attached'
   | 'daemon.stop'
   | 'recording.retention'
+  | 'recording.failed'
   | 'command'
   | 'file'
   | 'approval.requested'

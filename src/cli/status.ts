@@ -22,6 +22,8 @@ export async function statusCommand(configFile: string, explicit: boolean): Prom
     for (const m of s.missing) out.push(`  not attached: ${m}`);
     if (!s.unixSockets.includes('bound')) out.push('  symlinks to a database socket are not caught here: start agents with InaccessiblePaths= (deploy/systemd/example-agent.service)');
     for (const t of s.targets) out.push(`target: ${t.name} ${t.protocol} ${t.address}`);
+    const mib = (n: number) => (n / 1048576).toFixed(1);
+    if (s.memory) out.push(`memory: heap ${mib(s.memory.heapUsed)} MiB used of ${mib(s.memory.heapTotal)} MiB, rss ${mib(s.memory.rss)} MiB`);
     out.push(`sessions: ${s.sessions.length}`);
     for (const x of s.sessions) {
       out.push(`  ${x.id} ${x.protocol} workload=${x.workload ?? '-'} target=${x.target ?? '-'} pid=${x.pid ?? '-'} comm=${x.comm ?? '-'} since=${x.since} queries=${x.queries}`);

@@ -31,6 +31,8 @@ export interface DaemonStatus {
   missing: string[];
   targets: { name: string; protocol: string; address: string }[];
   sessions: SessionSummary[];
+  /** the daemon's process.memoryUsage(), in bytes: what each live session costs shows in heapUsed */
+  memory: { heapUsed: number; heapTotal: number; rss: number; external: number; arrayBuffers: number };
 }
 
 const MAX_REQUEST = 64 * 1024;
@@ -79,7 +81,11 @@ export class ControlServer {
     } catch {
       return { ok: false, error: 'request is not JSON' };
     }
-    if (req.op === 'status') return { ok: true, status: this.status() };
+    if (req.op === 'status') {
+      // a measurement wants the live heap, not garbage: collect first when the runtime allows (node --expose-gc)
+      if (req.gc === true) (globalThis as { gc?: () => void }).gc?.();
+      return { ok: true, status: this.status() };
+    }
     const handler = typeof req.op === 'string' ? this.handlers[req.op] : undefined;
     if (!handler) return { ok: false, error: `unknown op ${JSON.stringify(req.op)}` };
     try {

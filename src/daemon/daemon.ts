@@ -93,7 +93,7 @@ export class Daemon {
     }
     this.audit = createAudit(config.audit.file);
     if (config.recording.enabled) {
-      this.recordings = RecordingStore.open(config.recording);
+      this.recordings = RecordingStore.open(config.recording, (session, why) => this.audit.event('recording.failed', { session, why }));
       this.recordings.startRetention((removed) => this.audit.event('recording.retention', { removed }));
     }
     if (config.approvals) {
@@ -435,6 +435,7 @@ export class Daemon {
       missing: this.redirect?.coverage.missing ?? [],
       targets: this.config.targets.map((t) => ({ name: t.name, protocol: t.protocol, address: `${t.address.host}:${t.address.port}` })),
       sessions: [...this.sessions.values()].map((s) => s.summary),
+      memory: process.memoryUsage(),
     };
   }
 

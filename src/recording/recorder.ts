@@ -5,7 +5,7 @@
  * a slow disk does instead is fill a bounded buffer, and then the session is either
  * held until the disk catches up or ended — the config's choice, never silent loss.
  */
-import { close, open, writev } from 'node:fs';
+import { close, ftruncate, open, unlink, writev } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { DecisionEvent, EndEvent, RecordedEvent, StartEvent } from './events.js';
 import { MAGIC, ZERO_HASH, encodeChunk } from './format.js';
@@ -25,6 +25,12 @@ export interface SessionRecording {
   end(fields: Omit<EndEvent, 'k' | 't'>): void;
   /** the session's answer to a disk that cannot keep up (set by the session) */
   onPressure?: (p: Pressure, why: string) => void;
+  /**
+   * Calls `fn` once the recording's start is on disk (at once if it is), so that no
+   * command runs before its recording exists; never, if that write fails (the session
+   * is ended instead). Absent: nothing to wait for.
+   */
+  whenStarted?(fn: () => void): void;
 }
 
 type DistributiveOmit<T, K extends keyof never> = T extends unknown ? Omit<T, K> : never;
@@ -100,6 +106,14 @@ export class SessionRecorder implements SessionRecording {
   private fd?: number;
   private readonly queue: Buffer[] = [MAGIC];
   private queuedBytes = MAGIC.length;
+  /** where each queued unit (the header, a chunk) ends in the file, oldest first */
+  private readonly unitEnds: number[] = [MAGIC.length];
+  private queuedEnd = MAGIC.length;
+  private fileBytes = 0;
+  /** the file up to here is whole units: what a failed write truncates back to */
+  private durableBytes = 0;
+  /** who waits for the start event to be on disk; undefined once it is */
+  private startWaiters?: (() => void)[] = [];
   private writing = false;
   private blocked = false;
   private failed?: string;
@@ -117,7 +131,7 @@ export class SessionRecorder implements SessionRecording {
   ) {
     this.whenClosed = new Promise((r) => (this.resolveClosed = r));
     this.push({ k: 'start', t: 0, ...start } as StartEvent, 256);
-    this.flush(); // the start event is on disk before the first command runs
+    this.flush(); // queued now; sessions wait for it to be on disk (whenStarted) before their first command
     open(file, 'wx', 0o600, (err, fd) => {
       if (err) return this.fail(`cannot create ${file}: ${err.code ?? err.message}`);
       this.fd = fd;
@@ -131,6 +145,11 @@ export class SessionRecorder implements SessionRecording {
 
   output(bytes: Uint8Array): void {
     this.data('out', bytes);
+  }
+
+  whenStarted(fn: () => void): void {
+    if (this.startWaiters) this.startWaiters.push(fn);
+    else fn();
   }
 
   decision(command: string, via: string, kinds: string[], action: DecisionEvent['action'], rule: string | undefined, message: string | undefined, statement?: string): void {
@@ -217,6 +236,8 @@ export class SessionRecorder implements SessionRecording {
     this.lastData = undefined;
     this.queue.push(chunk.bytes);
     this.queuedBytes += chunk.bytes.length;
+    this.queuedEnd += chunk.bytes.length;
+    this.unitEnds.push(this.queuedEnd);
     this.drain();
     this.checkPressure();
   }
@@ -245,6 +266,13 @@ export class SessionRecorder implements SessionRecording {
         this.queue.unshift(...rest);
       }
       this.queuedBytes -= written;
+      this.fileBytes += written;
+      while (this.unitEnds.length && this.unitEnds[0]! <= this.fileBytes) this.durableBytes = this.unitEnds.shift()!;
+      const waiters = this.durableBytes > MAGIC.length ? this.startWaiters : undefined;
+      if (waiters) {
+        this.startWaiters = undefined;
+        for (const fn of waiters) fn();
+      }
       this.checkPressure();
       this.drain();
     });
@@ -282,7 +310,11 @@ export class SessionRecorder implements SessionRecording {
       this.onClosed(this);
       this.resolveClosed();
     };
-    if (this.fd === undefined) return done();
-    close(this.fd, () => done());
+    const fd = this.fd;
+    if (fd === undefined) return done();
+    if (!this.failed) return close(fd, () => done());
+    // a write failed (disk full): cut a torn chunk off, so the file reads as incomplete, not
+    // damaged; one without even its start event is no recording at all (the audit says why)
+    ftruncate(fd, this.durableBytes, () => close(fd, () => (this.durableBytes > MAGIC.length ? done() : unlink(this.file, () => done()))));
   }
 }

@@ -26,12 +26,17 @@ export class RecordingStore {
   private readonly live = new Map<string, SessionRecorder>();
   private sweeper?: NodeJS.Timeout;
 
-  private constructor(private readonly config: RecordingConfig, private readonly key: Buffer) {}
+  private constructor(
+    private readonly config: RecordingConfig,
+    private readonly key: Buffer,
+    private readonly onFailure?: (session: string, why: string) => void,
+  ) {}
 
-  static open(config: RecordingConfig): RecordingStore {
+  /** `onFailure`: a recording could not be written (disk full, say), even one whose session has already ended */
+  static open(config: RecordingConfig, onFailure?: (session: string, why: string) => void): RecordingStore {
     mkdirSync(config.dir, { recursive: true, mode: 0o700 });
     chmodSync(config.dir, 0o700); // an existing directory too: recordings hold what agents saw
-    return new RecordingStore(config, loadRecordingKey(config.keyFile, { create: true }));
+    return new RecordingStore(config, loadRecordingKey(config.keyFile, { create: true }), onFailure);
   }
 
   get dir(): string {
@@ -46,7 +51,10 @@ export class RecordingStore {
       { ...start, at: Date.now(), node: hostname() },
       this.key,
       { flushMs: c.flushMs, flushBytes: c.flushBytes, maxSessionBytes: c.maxSessionBytes, bufferBytes: c.bufferBytes, onBackpressure: c.onBackpressure },
-      (done) => this.live.delete(done.id),
+      (done) => {
+        this.live.delete(done.id);
+        if (done.failure) this.onFailure?.(done.id, done.failure);
+      },
     );
     this.live.set(start.session, r);
     return r;

@@ -18,8 +18,8 @@ export function cli(args: string[]): { code: number | null; stdout: string; stde
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-export async function startDaemon(configFile: string, timeoutMs = 15_000): Promise<RunningDaemon> {
-  const proc = spawn(process.execPath, [CLI, 'run', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startDaemon(configFile: string, timeoutMs = 15_000, nodeArgs: string[] = []): Promise<RunningDaemon> {
+  const proc = spawn(process.execPath, [...nodeArgs, CLI, 'run', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));

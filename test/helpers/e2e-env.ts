@@ -1,5 +1,5 @@
 /**
- * One end-to-end environment: a real PostgreSQL on 127.0.0.3:5432, a config whose
+ * One end-to-end environment: a real PostgreSQL on 127.0.0.3:5432 (or `pgHost`), a config whose
  * policy the test chooses, the real daemon attached to a test-only agents' cgroup,
  * and helpers to run unmodified clients inside it.
  */
@@ -29,6 +29,14 @@ export interface E2EOptions {
   /** more workloads / policies: YAML list items indented by 2 */
   workloads?: string;
   policies?: string;
+  /** where the test's PostgreSQL listens (port 5432), and so the orders-db target's address; default 127.0.0.3 */
+  pgHost?: string;
+  /** the test PostgreSQL's max_connections; default 60 */
+  maxConnections?: number;
+  /** where recordings go (e.g. a small tmpfs the test mounted); default: recordings/ in the temp dir */
+  recordingsDir?: string;
+  /** node options for the daemon process (e.g. --expose-gc for memory measurements) */
+  daemonNodeArgs?: string[];
 }
 
 /** Every statement kind but the opaque ones: the foundation tests' "allow everything ordinary". */
@@ -45,24 +53,26 @@ export class E2EEnv {
   recordingKey = '';
   readonly agents: string;
   readonly pinDir: string;
+  readonly pgHost: string;
   private mount = '';
 
   constructor(private readonly opts: E2EOptions) {
     this.agents = `/interlock-${opts.name}.slice`;
     this.pinDir = `/sys/fs/bpf/interlock-${opts.name}`;
+    this.pgHost = opts.pgHost ?? '127.0.0.3';
   }
 
   async start(): Promise<void> {
     this.mount = findCgroup2Mount()!;
     this.root = mkdtempSync(`/tmp/interlock-${this.opts.name}-`);
     chmodSync(this.root, 0o755);
-    this.pg = startPostgres(join(this.root, 'pg'));
+    this.pg = startPostgres(join(this.root, 'pg'), { host: this.pgHost, maxConnections: this.opts.maxConnections });
     const secret = join(this.root, 'secrets', 'orders-db');
     mkdirSync(join(this.root, 'secrets'), { mode: 0o700 });
     writeFileSync(secret, `${this.pg.password}\n`, { mode: 0o600 });
     this.auditFile = join(this.root, 'audit.jsonl');
     this.configFile = join(this.root, 'interlock.yaml');
-    this.recordingsDir = join(this.root, 'recordings');
+    this.recordingsDir = this.opts.recordingsDir ?? join(this.root, 'recordings');
     this.recordingKey = join(this.root, 'etc', 'recording.key');
     writeFileSync(this.configFile, `
 agents:
@@ -85,7 +95,7 @@ ${this.opts.workloads ?? ''}
 targets:
   - name: orders-db
     protocol: postgres
-    address: 127.0.0.3:5432
+    address: ${this.pgHost}:5432
     upstream:
       user: app
       password: { file: ${secret} }
@@ -116,7 +126,12 @@ recording:
 ${this.opts.recording ?? ''}
 ${this.opts.extra ?? ''}
 `);
-    this.daemon = await startDaemon(this.configFile);
+    this.daemon = await this.startDaemon();
+  }
+
+  /** the daemon on this environment's config (again, after a kill) */
+  startDaemon(): Promise<RunningDaemon> {
+    return startDaemon(this.configFile, 15_000, this.opts.daemonNodeArgs);
   }
 
   async stop(): Promise<void> {
@@ -142,6 +157,6 @@ ${this.opts.extra ?? ''}
   psql(sql: string | string[], opts: { unit?: string; host?: string; extra?: string[]; env?: Record<string, string> } = {}): Promise<AgentResult> {
     const commands = (Array.isArray(sql) ? sql : [sql]).flatMap((c) => ['-c', c]);
     return runAgent(this.cg(opts.unit ?? 'report-bot.service'), 'psql',
-      ['-h', opts.host ?? '127.0.0.3', '-p', '5432', '-U', 'whoever', '-d', 'orders', '-w', '-qAtX', ...commands, ...(opts.extra ?? [])], { env: opts.env });
+      ['-h', opts.host ?? this.pgHost, '-p', '5432', '-U', 'whoever', '-d', 'orders', '-w', '-qAtX', ...commands, ...(opts.extra ?? [])], { env: opts.env });
   }
 }

@@ -15,6 +15,8 @@ export interface TestPostgres {
   log(): string;
   /** run SQL as the superuser over the unix socket, bypassing everything */
   superSql(sql: string): string;
+  /** pg_ctl restart -m fast: every backend is ended, the server comes back on the same address */
+  restart(): void;
   stop(): void;
 }
 
@@ -37,9 +39,11 @@ export interface PostgresOptions {
   port?: number;
   /** pg_hba.conf lines placed before the default (scram-sha-256 for everyone) */
   hba?: string[];
+  /** the server's max_connections (load tests need more than the default 60) */
+  maxConnections?: number;
 }
 
-export function startPostgres(dir: string, { host = '127.0.0.3', port = 5432, hba = [] }: PostgresOptions = {}): TestPostgres {
+export function startPostgres(dir: string, { host = '127.0.0.3', port = 5432, hba = [], maxConnections = 60 }: PostgresOptions = {}): TestPostgres {
   if (listening(host, port)) throw new Error(`${host}:${port} is already in use (a leftover server from a demo or an earlier run?)`);
   const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
   mkdirSync(dir, { recursive: true });
@@ -60,7 +64,7 @@ export function startPostgres(dir: string, { host = '127.0.0.3', port = 5432, hb
       `log_disconnections = on`,
       `log_statement = 'all'`,
       `log_line_prefix = '%m [%p] %u@%d '`,
-      `max_connections = 60`,
+      `max_connections = ${maxConnections}`,
       `fsync = off`,
     ].join('\n') + '\n',
     { flag: 'a' },
@@ -82,6 +86,9 @@ export function startPostgres(dir: string, { host = '127.0.0.3', port = 5432, hb
     host, port, user: 'app', password, database: 'orders',
     log: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''),
     superSql,
+    restart: () => {
+      asPostgres(`${PGBIN}/pg_ctl -D ${data} -l ${logFile} -m fast -w restart >/dev/null`);
+    },
     stop: () => {
       spawnSync('su', ['postgres', '-s', '/bin/sh', '-c', `${PGBIN}/pg_ctl -D ${data} -m immediate -w stop`], { stdio: 'ignore' });
     },

@@ -40,7 +40,7 @@ export class ResultMasker {
   constructor(
     private readonly masker: Masker,
     /** "schema.table" by table OID; undefined: resolution was not needed or failed */
-    private readonly tableNames: Map<number, string> | undefined,
+    private readonly tableNames: ReadonlyMap<number, string> | undefined,
     private readonly onMasked: (tag: string, counts: MaskCounts) => void,
   ) {}
 

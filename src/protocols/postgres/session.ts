@@ -24,20 +24,9 @@ import type { Masker } from '../../masking/plan.js';
 import { ResultMasker, copyOutsOf, type CopyOut } from './results.js';
 import { Backend, Frontend } from './message-types.js';
 import { serialize } from 'pg-protocol';
+import { CATALOG_SQL, CatalogReader, type Catalog } from './catalog.js';
 import { NOT_RECORDED, type Pressure, type SessionRecording } from '../../recording/recorder.js';
 
-/** every relation a column can come from, with its columns, for masking rules that name tables and columns */
-const CATALOG_SQL =
-  'SELECT c.oid, n.nspname, c.relname, (SELECT string_agg(a.attname, chr(31) ORDER BY a.attnum) FROM pg_catalog.pg_attribute a ' +
-  'WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) ' +
-  "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','v','m','p','f')";
-
-interface Catalog {
-  /** "schema.table" by table OID (RowDescription names tables by OID) */
-  byOid: Map<number, string>;
-  /** the table and its columns in order, by "schema.table" (a COPY names its table) */
-  byName: Map<string, { name: string; columns: string[] }>;
-}
 const SSL_NO = Buffer.from('N');
 /** what a client may pipeline behind a statement waiting for approval */
 const MAX_HELD_BYTES = 16 << 20;
@@ -130,8 +119,12 @@ export class PostgresSession {
   private results?: ResultMasker;
   /** tables as the server's catalog listed them at login; undefined when not needed or not readable */
   private catalog?: Catalog;
+  /** the catalog's rows while they arrive; undefined once read, or when it could not be */
+  private catalogReader?: CatalogReader;
   private heldReady?: Buffer;
   private endReason = 'client closed';
+  /** the upstream database the session logged in to */
+  private database = '';
   private started = false;
   private ended = false;
 
@@ -273,6 +266,7 @@ export class PostgresSession {
       else dropped.push(k);
     }
     this.started = true;
+    this.database = upstreamParams.database;
     hooks.audit('session.start', { clientUser: params.user, database: upstreamParams.database, upstreamUser: target.upstream.user, droppedParams: dropped.length ? dropped : undefined });
     this.rec = hooks.startRecording({ clientUser: params.user, database: upstreamParams.database, upstreamUser: target.upstream.user });
     this.rec.onPressure = (p, why) => this.onRecordingPressure(p, why);
@@ -426,7 +420,8 @@ export class PostgresSession {
         this.fail({ severity: 'FATAL', code: '08006', message: `target ${target.name} (${host}:${port}) did not answer within ${connectMs / 1000} s (${LIMIT_FIELDS.upstreamConnectTimeoutMs})` });
       }
     });
-    up.on('connect', () => up.write(startup));
+    // bound, not closed over: the closures below live as long as the session, the startup packet need not
+    up.once('connect', up.write.bind(up, startup));
     up.on('error', (e: NodeJS.ErrnoException) => {
       if (this.phase === 'login') {
         this.fail({ severity: 'FATAL', code: '08006', message: `target ${target.name} (${host}:${port}) is unreachable: ${e.code ?? e.message}` });
@@ -531,23 +526,16 @@ export class PostgresSession {
   /** Rows of our own catalog query (oid, schema, table, columns): what masking rules need to know of tables. */
   private onCatalogMessage(f: Frame): void {
     if (f.type === Backend.DataRow) {
-      const fields: string[] = [];
-      let at = 2;
-      for (let i = 0; i < 4; i++) {
-        if (at + 4 > f.payload.length) throw new ProtocolError('catalog row ends inside a field');
-        const len = f.payload.readInt32BE(at);
-        if (at + 4 + Math.max(len, 0) > f.payload.length) throw new ProtocolError('catalog row field runs past the row');
-        fields.push(len < 0 ? '' : f.payload.toString('utf8', at + 4, at + 4 + len));
-        at += 4 + Math.max(len, 0);
-      }
-      const name = `${fields[1]}.${fields[2]}`;
-      this.catalog!.byOid.set(Number(fields[0]), name);
-      this.catalog!.byName.set(name, { name, columns: fields[3] ? fields[3].split('\x1f') : [] });
+      this.catalogReader?.row(f.payload);
     } else if (f.type === Backend.ErrorResponse) {
-      this.catalog = undefined; // unresolved tables then match every table segment: more masking, not less
+      this.catalogReader = undefined; // unresolved tables then match every table segment: more masking, not less
     } else if (f.type === Backend.ReadyForQuery) {
-      this.client.write(this.heldReady!);
-      this.enterRelay();
+      const { target } = this.opts;
+      this.catalog = this.catalogReader?.finish(`${target!.name}\n${this.database}`);
+      this.catalogReader = undefined;
+      const ready = this.heldReady!;
+      this.heldReady = undefined;
+      this.becomeReady(ready);
     }
   }
 
@@ -578,20 +566,31 @@ export class PostgresSession {
         return;
       }
       case Backend.ReadyForQuery:
+        this.auth = undefined; // its SCRAM state is a login's, not an idle session's, to hold
         if (this.opts.masker && (this.opts.masker.needsTableNames || this.opts.masker.hasColumnRules)) {
           // the agent waits one round trip more while we learn the tables masking rules name
           this.heldReady = Buffer.from(f.raw);
-          this.catalog = { byOid: new Map(), byName: new Map() };
+          this.catalogReader = new CatalogReader();
           this.phase = 'catalog';
           this.upstream!.write(serialize.query(CATALOG_SQL));
           return;
         }
-        this.client.write(f.raw);
-        this.enterRelay();
+        this.becomeReady(f.raw);
         return;
       default: // ParameterStatus, NoticeResponse, NegotiateProtocolVersion
         this.client.write(f.raw);
     }
+  }
+
+  /** ReadyForQuery to the client once its recording exists on disk: no command runs unrecorded. */
+  private becomeReady(readyForQuery: Buffer): void {
+    const go = () => this.guard(() => {
+      if (this.ended) return;
+      this.client.write(readyForQuery);
+      this.enterRelay();
+    });
+    if (this.rec.whenStarted) this.rec.whenStarted(go);
+    else go();
   }
 
   private enterRelay(): void {

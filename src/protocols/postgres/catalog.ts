@@ -1,0 +1,74 @@
+/**
+ * The upstream's tables and their columns, read once per session at login, for masking
+ * rules that name tables and columns. Sessions of one target and database nearly always
+ * read the very same catalog (thousands of names): an identical one is shared, so a
+ * thousand idle sessions hold one copy of it, not a thousand. Shared catalogs are never
+ * changed; a changed schema reads differently and gets its own.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { ProtocolError } from './framer.js';
+
+/** every relation a column can come from, with its columns, for masking rules that name tables and columns */
+export const CATALOG_SQL =
+  'SELECT c.oid, n.nspname, c.relname, (SELECT string_agg(a.attname, chr(31) ORDER BY a.attnum) FROM pg_catalog.pg_attribute a ' +
+  'WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) ' +
+  "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','v','m','p','f')";
+
+export interface Catalog {
+  /** "schema.table" by table OID (RowDescription names tables by OID) */
+  readonly byOid: ReadonlyMap<number, string>;
+  /** the table and its columns in order, by "schema.table" (a COPY names its table) */
+  readonly byName: ReadonlyMap<string, { name: string; columns: string[] }>;
+}
+
+/** the last catalog read per target and database; bounded, as databases may be the agent's choice */
+const shared = new Map<string, { digest: string; catalog: Catalog }>();
+const MAX_SHARED = 64;
+
+/** Collects the catalog query's DataRows during login; parses them only when no identical catalog is shared. */
+export class CatalogReader {
+  private readonly hash: Hash = createHash('sha256');
+  /** the rows' payloads (views): kept only until finish() */
+  private rows: Buffer[] = [];
+
+  row(payload: Buffer): void {
+    this.hash.update(payload);
+    this.rows.push(payload);
+  }
+
+  /** The catalog these rows describe, shared with earlier sessions of `key` that read the same. */
+  finish(key: string): Catalog {
+    const digest = this.hash.digest('base64');
+    const rows = this.rows;
+    this.rows = [];
+    const known = shared.get(key);
+    if (known?.digest === digest) return known.catalog;
+    const catalog = parseRows(rows);
+    shared.delete(key);
+    if (shared.size >= MAX_SHARED) shared.delete(shared.keys().next().value!);
+    shared.set(key, { digest, catalog });
+    return catalog;
+  }
+}
+
+/** DataRows of CATALOG_SQL: oid, schema, table, columns joined by U+001F. */
+function parseRows(rows: Buffer[]): Catalog {
+  const byOid = new Map<number, string>();
+  const byName = new Map<string, { name: string; columns: string[] }>();
+  for (const payload of rows) {
+    const fields: string[] = [];
+    let at = 2;
+    for (let i = 0; i < 4; i++) {
+      // the upstream's rows are input like any other: a short one is a protocol error, not a read past the end
+      if (at + 4 > payload.length) throw new ProtocolError('catalog row ends inside a field');
+      const len = payload.readInt32BE(at);
+      if (at + 4 + Math.max(len, 0) > payload.length) throw new ProtocolError('catalog row field runs past the row');
+      fields.push(len < 0 ? '' : payload.toString('utf8', at + 4, at + 4 + len));
+      at += 4 + Math.max(len, 0);
+    }
+    const name = `${fields[1]}.${fields[2]}`;
+    byOid.set(Number(fields[0]), name);
+    byName.set(name, { name, columns: fields[3] ? fields[3].split('\x1f') : [] });
+  }
+  return { byOid, byName };
+}
