@@ -14,8 +14,9 @@ import { readRecording } from '../../src/recording/store.js';
 
 const enabled = bpfGate();
 
-const PROCESSES = 4;
-const PER_PROCESS = 250;
+// bench/sessions.sh raises these; the test suite runs the 1,000
+const PROCESSES = Number(process.env.INTERLOCK_LOAD_PROCESSES ?? 4);
+const PER_PROCESS = Number(process.env.INTERLOCK_LOAD_PER_PROCESS ?? 250);
 const SESSIONS = PROCESSES * PER_PROCESS;
 /** logins in flight per agent process: a real fleet ramps up too, and the login timeout is 2 s here */
 const PARALLEL_LOGINS = 25;
