@@ -7,4 +7,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export INTERLOCK_LOAD_PROCESSES=${1:-4} INTERLOCK_LOAD_PER_PROCESS=${2:-250} INTERLOCK_REQUIRE_BPF=1
-npx vitest run test/e2e/load.test.ts 2>&1 | grep -E '^load: |passed|failed' | sed 's/\x1b\[[0-9;]*m//g'
+npx vitest run test/e2e/load.test.ts 2>&1 | sed 's/\x1b\[[0-9;]*m//g' | grep -E '^load: |Tests '

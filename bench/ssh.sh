@@ -71,7 +71,7 @@ policies:
       - { action: deny, match: { commands: ["rm *"] } }
       - { action: allow, match: { commands: ["true", "cat $B/*"] } }
 audit: { file: $B/audit.jsonl }
-recording: { enabled: ${BENCH_RECORDING_ENABLED:-true}, dir: $B/recordings, key: { file: $B/recording.key } }
+recording: { enabled: ${BENCH_RECORDING_ENABLED:-true}, dir: ${BENCH_RECORDING_DIR:-$B/recordings}, key: { file: $B/recording.key }${BENCH_RECORDING_EXTRA:+, $BENCH_RECORDING_EXTRA} }
 YAML
 node ${BENCH_NODE_FLAGS:-} dist/cli/main.js run --config "$B/interlock.yaml" 2>"$B/daemon.log" &
 DAEMON=$!

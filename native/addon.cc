@@ -417,6 +417,23 @@ Napi::Value MapLookup(const Napi::CallbackInfo& info) {
   return value;
 }
 
+// Whether the kernel loads a BPF LSM program at all: the LSM list may name bpf while
+// loading is still refused (a lockdown policy, a sandbox). 0 or -errno.
+int ProbeLsmLoad() {
+  int btf_id = libbpf_find_vmlinux_btf_id("socket_create", BPF_LSM_MAC);
+  if (btf_id < 0) return btf_id;
+  struct bpf_insn insns[2];
+  memset(insns, 0, sizeof(insns));
+  insns[0].code = BPF_ALU64 | BPF_MOV | BPF_K;  // r0 = 0: allow
+  insns[0].dst_reg = BPF_REG_0;
+  insns[1].code = BPF_JMP | BPF_EXIT;
+  LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = BPF_LSM_MAC, .attach_btf_id = static_cast<__u32>(btf_id));
+  int fd = bpf_prog_load(BPF_PROG_TYPE_LSM, "il_probe", "GPL", insns, 2, &opts);
+  if (fd < 0) return -errno;
+  close(fd);
+  return 0;
+}
+
 // probe() → which program types this kernel loads
 Napi::Value Probe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -424,6 +441,8 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
   out.Set("cgroupSockAddr", Napi::Boolean::New(env, libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, nullptr) == 1));
   out.Set("sockOps", Napi::Boolean::New(env, libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SOCK_OPS, nullptr) == 1));
   out.Set("lruHash", Napi::Boolean::New(env, libbpf_probe_bpf_map_type(BPF_MAP_TYPE_LRU_HASH, nullptr) == 1));
+  int lsm = ProbeLsmLoad();
+  out.Set("lsmPrograms", lsm == 0 ? Napi::String::New(env, "yes") : Napi::String::New(env, strerror(-lsm)));
   return out;
 }
 

@@ -40,7 +40,7 @@ export function runChecks(configFile: string, explicit: boolean): Check[] {
   const missing = Object.entries(CAPS).filter(([, bit]) => !(caps & (1n << BigInt(bit)))).map(([n]) => n);
   add(missing.length ? 'FAIL' : 'ok', 'privileges', missing.length ? `missing ${missing.join(', ')} (run as root)` : `uid ${process.getuid?.()}, CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN`);
 
-  add(existsSync('/sys/kernel/btf/vmlinux') ? 'ok' : 'warn', 'btf', existsSync('/sys/kernel/btf/vmlinux') ? '/sys/kernel/btf/vmlinux present' : 'no kernel BTF (not needed by the redirect; needed for LSM hardening)');
+  add(existsSync('/sys/kernel/btf/vmlinux') ? 'ok' : 'warn', 'btf', existsSync('/sys/kernel/btf/vmlinux') ? '/sys/kernel/btf/vmlinux present' : 'no kernel BTF: the BPF program is built against /sys/kernel/btf/vmlinux, and its unix-socket and LSM hooks need it');
 
   const cg = findCgroup2Mount();
   add(cg ? 'ok' : 'FAIL', 'cgroup2', cg ? `mounted at ${cg}` : 'no cgroup2 mount: interlock needs cgroup v2');
@@ -53,7 +53,15 @@ export function runChecks(configFile: string, explicit: boolean): Check[] {
   } catch {
     // securityfs not mounted
   }
-  add(lsm.split(',').includes('bpf') ? 'ok' : 'warn', 'bpf-lsm', lsm ? `active LSMs: ${lsm}` : 'unknown (securityfs not mounted)');
+  let lsmLoads = 'unknown';
+  try {
+    lsmLoads = addon().probe().lsmPrograms;
+  } catch {
+    // the addon's absence is reported below
+  }
+  const lsmOk = lsm.split(',').includes('bpf') && lsmLoads === 'yes';
+  add(lsmOk ? 'ok' : 'warn', 'bpf-lsm', `${lsm ? `active LSMs: ${lsm}` : 'active LSMs unknown (securityfs not mounted)'}; BPF LSM programs load: ${lsmLoads}` +
+    (lsmOk ? '' : ' (packet sockets are then left to CAP_NET_RAW, and unix sockets judged by the path dialed: keep InaccessiblePaths= in agent units)'));
 
   try {
     const p = addon().probe();

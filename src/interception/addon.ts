@@ -23,7 +23,8 @@ export interface Addon {
   eventsOpen(mapPath: string): number;
   eventsDrain(reader: number, max: number): Buffer[];
   eventsClose(reader: number): void;
-  probe(): { cgroupSockAddr: boolean; sockOps: boolean; lruHash: boolean };
+  /** lsmPrograms: 'yes', or why the kernel refused a trivial BPF LSM program */
+  probe(): { cgroupSockAddr: boolean; sockOps: boolean; lruHash: boolean; lsmPrograms: string };
   setParentDeathSignal(signo: number): void;
 }
 
