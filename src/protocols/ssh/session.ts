@@ -172,7 +172,9 @@ export class SshSession {
       if (p === 'end') this.close(`recording: ${why}`);
       // 'block': SSH channels have their own windows; a held recording is not enforced here yet
     };
-    this.upstreamReady = this.connectUpstream();
+    // no channel runs before the recording's start is on disk: nothing happens unrecorded
+    const recorded = new Promise<void>((resolve) => (this.rec.whenStarted ? this.rec.whenStarted(resolve) : resolve()));
+    this.upstreamReady = Promise.all([this.connectUpstream(), recorded]).then(([upstream]) => upstream);
     this.upstreamReady.catch(() => {}); // reported on each channel that needs it
   }
 
