@@ -88,6 +88,9 @@ export class SshSession {
   private client?: Connection;
   private upstream?: ssh2.Client;
   private upstreamReady?: Promise<ssh2.Client>;
+  /** the channels relaying now, so a recording that falls behind can hold them all */
+  private readonly relays = new Set<{ agent: ServerChannel; up: ClientChannel }>();
+  private recordingHeld = false;
   private rec: SessionRecording = NOT_RECORDED;
   private user = '';
   /** the key the agent offered, if it did: noted for the record, never used */
@@ -169,8 +172,21 @@ export class SshSession {
     this.opts.hooks.audit('session.start', login);
     this.rec = this.opts.hooks.startRecording(login);
     this.rec.onPressure = (p, why) => {
-      if (p === 'end') this.close(`recording: ${why}`);
-      // 'block': SSH channels have their own windows; a held recording is not enforced here yet
+      if (p === 'end') return this.close(`recording: ${why}`);
+      // 'block': every channel stops reading until the disk catches up; SSH's own windows
+      // then hold both ends back
+      this.recordingHeld = p === 'block';
+      for (const c of this.relays) {
+        if (this.recordingHeld) {
+          c.agent.pause();
+          c.up.pause();
+          c.up.stderr.pause();
+        } else {
+          c.agent.resume();
+          c.up.resume();
+          c.up.stderr.resume();
+        }
+      }
     };
     // no channel runs before the recording's start is on disk: nothing happens unrecorded
     const recorded = new Promise<void>((resolve) => (this.rec.whenStarted ? this.rec.whenStarted(resolve) : resolve()));
@@ -390,8 +406,16 @@ export class SshSession {
       for (const b of toServer) toUpstream(b);
       for (const b of toClient) toAgent(b);
     }));
-    up.on('drain', () => agent.resume());
-    agent.on('drain', () => up.resume());
+    // a drained socket resumes its peer, unless the recording holds the session
+    up.on('drain', () => this.recordingHeld || agent.resume());
+    agent.on('drain', () => this.recordingHeld || up.resume());
+    const relay = { agent, up };
+    this.relays.add(relay);
+    if (this.recordingHeld) {
+      agent.pause();
+      up.pause();
+      up.stderr.pause();
+    }
     agent.on('end', () => up.end()); // EOF from the agent: EOF upstream
     agent.on('close', () => up.close());
     agent.on('error', () => up.close());
@@ -410,6 +434,7 @@ export class SshSession {
       }
     });
     up.on('close', () => {
+      this.relays.delete(relay);
       sftp?.close();
       this.rec.note({ k: 'channel', ch: no, state: 'close', ...(exit.code !== undefined ? { exitCode: exit.code } : {}), ...(exit.signal ? { exitSignal: exit.signal } : {}) });
       agent.end();
