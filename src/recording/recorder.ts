@@ -77,6 +77,12 @@ export class LazyRecording implements SessionRecording {
   end(fields: Omit<EndEvent, 'k' | 't'>): void {
     this.inner?.end(fields);
   }
+  /** begins the recording (a request is coming) and waits for its start to be on disk */
+  whenStarted(fn: () => void): void {
+    const r = this.rec;
+    if (r.whenStarted) r.whenStarted(fn);
+    else fn();
+  }
 }
 
 export interface RecorderLimits {

@@ -17,7 +17,7 @@ import { KubeProxy, type KubeConnection } from '../../src/protocols/kubernetes/p
 import { NodeCa } from '../../src/tls/node-ca.js';
 import { DEFAULT_LIMITS } from '../../src/config/limits.js';
 import type { KubernetesTargetDef, LimitsConfig } from '../../src/config/types.js';
-import { NOT_RECORDED } from '../../src/recording/recorder.js';
+import { NOT_RECORDED, type SessionRecording } from '../../src/recording/recorder.js';
 import { startSilentServer, type FakePostgres } from '../helpers/fake-postgres.js';
 
 const API_HOST = '127.0.0.21';
@@ -65,11 +65,11 @@ function target(host: string, port: number): KubernetesTargetDef {
   };
 }
 
-async function startProxy(t: KubernetesTargetDef, limits: Partial<LimitsConfig>) {
+async function startProxy(t: KubernetesTargetDef, limits: Partial<LimitsConfig>, recording: SessionRecording = NOT_RECORDED) {
   const audits: { event: string; fields: Record<string, unknown> }[] = [];
   const allow = { action: 'allow' as const, message: 'ok' };
   const proxy = new KubeProxy(ca, [t], () => ({
-    target: t, judge: { decide: () => allow }, recording: NOT_RECORDED, requests: 0,
+    target: t, judge: { decide: () => allow }, recording, requests: 0,
     audit: (event, fields) => audits.push({ event, fields }), closed: () => {},
   } satisfies KubeConnection), () => {}, { ...DEFAULT_LIMITS, ...limits });
   proxies.push(proxy);
@@ -108,6 +108,22 @@ function http1(port: number, opts: { method?: string; path?: string; headers?: R
     else req.end();
   });
 }
+
+describe('Kubernetes proxy and its recording', () => {
+  it('forwards nothing until the recording start is on disk', async () => {
+    const waiting: (() => void)[] = [];
+    const p = await startProxy(target(API_HOST, apiPort), {}, { ...NOT_RECORDED, whenStarted: (fn) => void waiting.push(fn) });
+    apiBodies = [];
+    const answer = http1(p.port, { method: 'POST', headers: { 'content-type': 'application/json' }, write: (req) => req.end('{"kind":"Pod"}') });
+    await new Promise((r) => setTimeout(r, 400));
+    expect(waiting).toHaveLength(1);
+    expect(apiBodies).toEqual([]); // the API server has seen nothing yet
+    waiting[0]!();
+    const a = await answer;
+    expect(a.status).toBe(200);
+    expect(apiBodies).toEqual([14]); // the body waited with the request, and arrived whole
+  });
+});
 
 describe('Kubernetes proxy limits', () => {
   it('answers 413 from content-length, before reading the body, and serves the next request', async () => {

@@ -194,7 +194,25 @@ export class KubeProxy {
     sendStatus(res, 413, 'RequestEntityTooLarge', `interlock: a request body of ${bytes} bytes is over the limit of ${max} bytes (${LIMIT_FIELDS.maxRequestBodyBytes})`);
   }
 
+  /** Forwards once the connection's recording exists on disk: no request reaches the API server unrecorded. */
   private forward(conn: KubeConnection, req: Http2ServerRequest, res: Http2ServerResponse, info: RequestInfo): void {
+    let now = true;
+    const go = () => {
+      if (now) return this.forwardRecorded(conn, req, res, info);
+      req.resume();
+      this.guard(res, () => this.forwardRecorded(conn, req, res, info));
+    };
+    if (!conn.recording.whenStarted) return go();
+    now = false;
+    let ran = false;
+    conn.recording.whenStarted(() => {
+      ran = true;
+      go();
+    });
+    if (!ran) req.pause(); // the body waits with the request
+  }
+
+  private forwardRecorded(conn: KubeConnection, req: Http2ServerRequest, res: Http2ServerResponse, info: RequestInfo): void {
     const target = conn.target!;
     const { maxRequestBodyBytes, partialMessageTimeoutMs, upstreamResponseTimeoutMs } = this.limits;
     const headers = upstreamHeaders(req.headers, target, req.url ?? '/');
@@ -328,6 +346,22 @@ export class KubeProxy {
     this.decided(conn, req.method ?? 'GET', url, info, decision);
     if (decision.action !== 'allow') return fail(403, 'Forbidden', forbiddenMessage(info, decision));
     const target = conn.target;
+    // as for requests: the stream starts once the recording is on disk
+    if (conn.recording.whenStarted) {
+      let ran = false;
+      conn.recording.whenStarted(() => {
+        ran = true;
+        socket.resume();
+        this.upgradeRecorded(conn, target, req, socket, head, url, fail);
+      });
+      if (!ran) socket.pause();
+      return;
+    }
+    this.upgradeRecorded(conn, target, req, socket, head, url, fail);
+  }
+
+  private upgradeRecorded(conn: KubeConnection, target: KubernetesTargetDef, req: IncomingMessage, socket: Duplex, head: Buffer, url: string,
+    fail: (code: number, reason: string, message: string) => void): void {
     const headers = upstreamHeaders(req.headers, target, url);
     const upstream = tlsConnect({
       host: target.upstream.host, port: target.upstream.port, ...tlsOptions(target), ALPNProtocols: ['http/1.1'],
