@@ -184,20 +184,34 @@ function decideNonResource(info: RequestInfo): Decision {
 }
 
 function subject(info: RequestInfo): Subject {
-  const podConnect = info.apiGroup === '' && info.resource === 'pods' && POD_CONNECT.has(info.subresource);
-  const runs = podConnect && info.subresource !== 'portforward';
+  const runs = isPodConnect(info) && info.subresource !== 'portforward';
   const argv = info.subresource === 'exec' ? info.command : undefined;
   return {
-    verb: podConnect && info.verb === 'get' ? 'create' : info.verb,
+    verb: ruleVerb(info),
     apiGroup: info.apiGroup,
-    resource: info.subresource ? `${info.resource}/${info.subresource}` : info.resource,
+    resource: ruleResource(info),
     namespace: info.namespace,
     name: info.name,
     path: info.path,
     spansNamespaces: info.namespace === '' && !CLUSTER_SCOPED.has(`${info.apiGroup}/${info.resource}`),
     runs,
-    command: runs && argv && argv.length > 0 ? commandLine(argv) : undefined,
+    command: runs && argv && argv.length > 0 ? execCommandLine(argv) : undefined,
   };
+}
+
+/** pods/exec, pods/attach and pods/portforward: streams into a pod, opened with whatever method */
+export function isPodConnect(info: RequestInfo): boolean {
+  return info.apiGroup === '' && info.resource === 'pods' && POD_CONNECT.has(info.subresource);
+}
+
+/** The verb as rules read it: opening a stream into a pod is a create, even by GET. */
+export function ruleVerb(info: RequestInfo): string {
+  return isPodConnect(info) && info.verb === 'get' ? 'create' : info.verb;
+}
+
+/** "pods", or "pods/exec" for a subresource */
+export function ruleResource(info: RequestInfo): string {
+  return info.subresource ? `${info.resource}/${info.subresource}` : info.resource;
 }
 
 function compile(id: string, def: RuleDef): CompiledRule {
@@ -254,8 +268,8 @@ function commandHolds(judge: SshRuleSet, s: Subject, all: boolean): boolean {
   return all ? v.decision.action === 'allow' : v.decision.rule !== undefined;
 }
 
-/** argv as one shell line whose words are the arguments, taken literally. */
-function commandLine(argv: string[]): string {
+/** An exec request's argv as one shell line whose words are the arguments, taken literally. */
+export function execCommandLine(argv: string[]): string {
   return argv.map((arg, i) => shellWord(arg, i === 0)).join(' ');
 }
 

@@ -22,6 +22,7 @@ import { normalizePath } from '../policy/ssh-rules.js';
 import { UNKNOWN_WORKLOAD } from '../identity/workloads.js';
 import type { FileEvent, RecordedEvent, RecordedProtocol, Recording } from '../recording/events.js';
 import { requestInfo, type RequestInfo } from '../protocols/kubernetes/request-info.js';
+import { execCommandLine as kubeCommandLine, isPodConnect, ruleResource as kubeResource, ruleVerb as kubeRuleVerb } from '../policy/kube-rules.js';
 
 export interface AggregateOptions {
   /** epoch ms: only events at or after this count */
@@ -348,35 +349,8 @@ export function kubeRequestOf(command: string): RequestInfo {
   return space < 0 ? requestInfo(command, '') : requestInfo(command.slice(0, space), command.slice(space + 1));
 }
 
-/** pods/exec, pods/attach and pods/portforward: streams into a pod, opened with whatever method */
-export function isPodConnect(info: RequestInfo): boolean {
-  return info.apiGroup === '' && info.resource === 'pods' && ['exec', 'attach', 'portforward'].includes(info.subresource);
-}
-
-/** The verb as the rules read it (kube-rules.ts): opening a stream into a pod is a create, even by GET. */
-export function kubeRuleVerb(info: RequestInfo): string {
-  return isPodConnect(info) && info.verb === 'get' ? 'create' : info.verb;
-}
-
-export function kubeResource(info: RequestInfo): string {
-  return info.subresource ? `${info.resource}/${info.subresource}` : info.resource;
-}
-
-/** Bash reserved words: as a program they are quoted, so the line still runs a program of that name. */
-const RESERVED_WORDS = new Set(['case', 'coproc', 'do', 'done', 'elif', 'else', 'esac', 'fi', 'for', 'function', 'if', 'in', 'select', 'then', 'time', 'until', 'while']);
-
-/**
- * An exec request's argv as the one shell line the rules judge (kube-rules.ts): every argument
- * a literal word, quoted where the shell would read it otherwise.
- */
-export function kubeCommandLine(argv: string[]): string {
-  return argv
-    .map((arg, i) => {
-      const plain = /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg) && !(i === 0 && (arg.includes('=') || RESERVED_WORDS.has(arg)));
-      return plain ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
-    })
-    .join(' ');
-}
+// the rules' own reading of a request, so the review suggests what the rules will match
+export { isPodConnect, kubeRuleVerb, kubeResource, kubeCommandLine };
 
 // ---------------------------------------------------------------------------
 
