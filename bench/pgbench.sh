@@ -4,7 +4,8 @@
 # loopback. Prints each mode's median TPS, its ratio to direct and the latency it adds.
 #
 # Usage: bench/pgbench.sh [seconds per run=10] [rounds=3] [clients=8]
-# Env:   BENCH_NODE_FLAGS  extra node flags for the daemon (e.g. --cpu-prof --cpu-prof-dir=/tmp/prof)
+# Env:   BENCH_MODES       which modes, in order (default "direct pgbouncer interlock"; "relay": a bare Node pipe)
+#        BENCH_NODE_FLAGS  extra node flags for the daemon (e.g. --cpu-prof --cpu-prof-dir=/tmp/prof)
 #        BENCH_ENFORCEMENT=off  drop the masking rules (policy still decides every statement)
 #        BENCH_RECORDING=off    do not record sessions
 #        BENCH_PGBENCH     extra pgbench flags (e.g. "-M prepared")
@@ -28,6 +29,7 @@ PASS=bench-pw-$RANDOM$RANDOM
 cleanup() {
   set +e
   [[ -n ${DAEMON:-} ]] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null
+  [[ -n ${RELAY:-} ]] && kill "$RELAY" 2>/dev/null
   node dist/cli/main.js detach --config "$B/interlock.yaml" >/dev/null 2>&1
   [[ -f $B/pgbouncer.pid ]] && kill "$(cat "$B/pgbouncer.pid")" 2>/dev/null
   [[ -f $B/pg/data/postmaster.pid ]] && su postgres -s /bin/sh -c "$PGBIN/pg_ctl -D $B/pg/data -m fast -w stop" >/dev/null 2>&1
@@ -105,11 +107,18 @@ run() { # mode → pgbench output
   case $1 in
     direct) PGPASSWORD=$PASS pgbench -h 127.0.0.3 -U app "${args[@]}" 2>&1 ;;
     pgbouncer) pgbench -h 127.0.0.1 -p 6432 -U app "${args[@]}" 2>&1 ;;
+    relay) PGPASSWORD=$PASS pgbench -h 127.0.0.1 -p 6433 -U app "${args[@]}" 2>&1 ;;
     interlock) in_cgroup "$AGENT_CG" pgbench -h 127.0.0.3 -U agent "${args[@]}" 2>&1 ;;
   esac
 }
 
-MODES=(direct pgbouncer interlock)
+# BENCH_MODES="direct pgbouncer relay interlock" adds a bare Node.js socket.pipe() relay (bench/relay.mjs)
+read -r -a MODES <<<"${BENCH_MODES:-direct pgbouncer interlock}"
+if [[ " ${MODES[*]} " == *" relay "* ]]; then
+  node bench/relay.mjs 6433 127.0.0.3 5432 2>"$B/relay.log" &
+  RELAY=$!
+  for _ in $(seq 1 50); do grep -q 'relay ready' "$B/relay.log" && break; sleep 0.1; done
+fi
 declare -A TPS LAT
 echo "pgbench -S -c $CLIENTS -j 2 ${BENCH_PGBENCH:-}, ${SECS}s per run, $ROUNDS rounds alternated, PostgreSQL 15 on 127.0.0.3, $(nproc) cores"
 for round in $(seq 1 "$ROUNDS"); do
