@@ -27,6 +27,7 @@ export type AuditEvent =
   | 'workload.groups-dropped'
   | 'egress.refused'
   | 'egress.refusals-lost'
+  | 'egress.bypass'
   | 'limit.exceeded';
 
 export interface Audit {

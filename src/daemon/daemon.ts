@@ -19,6 +19,7 @@ import { WorkloadMatcher } from '../identity/workloads.js';
 import { Protocol, formatEndpoint, type AllowEntry } from '../interception/layout.js';
 import { Redirect, type Coverage } from '../interception/redirect.js';
 import { RefusalReporter } from './refusals.js';
+import { StaleSocketWatch, findStaleSocketsAsync } from '../interception/stale-sockets.js';
 import { CancelKeys, sendUpstreamCancel } from '../protocols/postgres/cancel.js';
 import { PostgresSession } from '../protocols/postgres/session.js';
 import { admit, type Admission, type AdmissionDeps } from './admission.js';
@@ -53,6 +54,9 @@ interface LiveSession {
   summary: SessionSummary;
   session: { shutdown(reason: string): void };
 }
+
+/** how often the slice is checked for sockets older than their process's membership */
+const STALE_SOCKET_CHECK_MS = 5_000;
 
 export class Daemon {
   private audit!: Audit;
@@ -173,6 +177,23 @@ export class Daemon {
         this.log.error({ err: e }, 'reading refused attempts failed');
       }
     }, 200).unref());
+    // a process that joined the slice holding a socket opened outside it is not redirected:
+    // said in the trail as soon as it is seen (and by `interlock status`)
+    const staleWatch = new StaleSocketWatch();
+    let checking = false;
+    this.timers.push(setInterval(() => {
+      if (checking) return;
+      checking = true;
+      void findStaleSocketsAsync(config.agents.cgroup).then((now) => {
+        checking = false;
+        for (const x of staleWatch.fresh(now ?? [])) {
+          this.audit.event('egress.bypass', {
+            pid: x.pid, comm: x.comm, cgroup: x.processCgroup, workload: this.admission.workloads.identify(x.processCgroup, uidOf(x.pid)).workload,
+            socketCgroup: x.socketCgroup, protocol: x.netid, local: x.local, peer: x.peer,
+          });
+        }
+      });
+    }, STALE_SOCKET_CHECK_MS).unref());
     this.control = new ControlServer(config.control.socket, () => this.status(), this.approvalHandlers());
     await this.control.listen();
     this.audit.event('redirect.attached', {
@@ -503,4 +524,14 @@ function allowEntry(a: EgressAllowDef): AllowEntry {
 
 function unixCoverage(c: Coverage): string {
   return c.unixByBoundName ? 'refused by the name the server bound' : c.unixByDialedPath ? 'refused by the path dialed' : 'not refused';
+}
+
+/** The real uid of a process (-1 once it is gone): workloads may match on it. */
+function uidOf(pid: number): number {
+  try {
+    const m = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : -1;
+  } catch {
+    return -1;
+  }
 }

@@ -4,7 +4,7 @@
  * around the redirect. The kernel reports each socket's cgroup through sock_diag;
  * `ss --cgroup` reads it, and /proc says which cgroup each owner lives in now.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { cgroupOfProcess, isWithin } from '../identity/cgroups.js';
 
 export interface SocketOwner {
@@ -68,4 +68,31 @@ export function findStaleSockets(agents: string): StaleSocket[] | undefined {
     return undefined;
   }
   return staleSockets(parseSs(text), agents, (pid) => cgroupOfProcess(pid));
+}
+
+/** The same without blocking: the daemon checks on a timer. */
+export function findStaleSocketsAsync(agents: string): Promise<StaleSocket[] | undefined> {
+  return new Promise((resolve) => {
+    execFile('ss', ['-tuanpH', '--cgroup'], { encoding: 'utf8', timeout: 10_000, maxBuffer: 64 << 20 }, (err, text) => {
+      resolve(err ? undefined : staleSockets(parseSs(text), agents, (pid) => cgroupOfProcess(pid)));
+    });
+  });
+}
+
+/** Reports each stale socket once, for as long as it lasts (pure bookkeeping). */
+export class StaleSocketWatch {
+  private seen = new Set<string>();
+
+  /** The sockets of `now` not reported before; forgets those that are gone. */
+  fresh(now: StaleSocket[]): StaleSocket[] {
+    const keys = new Set<string>();
+    const out: StaleSocket[] = [];
+    for (const s of now) {
+      const key = `${s.pid}|${s.netid}|${s.local}|${s.peer}`;
+      keys.add(key);
+      if (!this.seen.has(key)) out.push(s);
+    }
+    this.seen = keys;
+    return out;
+  }
 }

@@ -297,16 +297,19 @@ describe.skipIf(!enabled)('no bypass: egress lockdown, raw and packet sockets, d
     expect(r.stdout.trim()).toBe('still_redirected');
   });
 
-  it('`interlock status` flags a process that joined the slice with a socket opened outside it', async () => {
+  it('`interlock status` and the audit trail flag a process that joined the slice with a socket opened outside it', { timeout: 40_000 }, async () => {
     // the documented limit: the hooks judge sockets when they are made, so one made
     // before joining keeps going where it went; status is how an operator finds it
     mkdirSync(env.cg(UNIT), { recursive: true });
     const procs = join(env.cg(UNIT), 'cgroup.procs');
-    const late = spawn(process.execPath, ['-e', `const s=require('net').connect(7004,'127.0.0.5',()=>{require('fs').writeFileSync(${JSON.stringify(procs)},String(process.pid));console.log('joined')});setTimeout(()=>process.exit(0),8000)`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const late = spawn(process.execPath, ['-e', `const s=require('net').connect(7004,'127.0.0.5',()=>{require('fs').writeFileSync(${JSON.stringify(procs)},String(process.pid));console.log('joined')});setTimeout(()=>process.exit(0),20000)`], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
       await new Promise<void>((resolve) => late.stdout!.on('data', (d: Buffer) => d.toString().includes('joined') && resolve()));
       expect(readFileSync(`/proc/${late.pid}/cgroup`, 'utf8')).toContain(`${env.agents}/${UNIT}`);
       const status = cli(['status', '--config', env.configFile]).stdout;
+      // and the daemon says it in the trail on its own, once
+      const said = await waitForAudit(env.auditFile, (l) => l.event === 'egress.bypass' && l.pid === late.pid, 12_000);
+      expect(said).toMatchObject({ comm: 'node', cgroup: `${env.agents}/${UNIT}`, workload: 'report-bot', socketCgroup: '/', protocol: 'tcp', peer: '127.0.0.5:7004' });
       expect(status, status).toMatch(new RegExp(`bypass: pid ${late.pid} \\(node\\) in ${env.agents}/${UNIT} holds a tcp socket \\S+ -> 127\\.0\\.0\\.5:7004 created in /`));
     } finally {
       late.kill();

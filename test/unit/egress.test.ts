@@ -131,3 +131,16 @@ describe('sockets older than the slice', () => {
     expect(found.map((f) => [f.pid, f.peer, f.socketCgroup])).toEqual([[41, '127.0.0.5:7000', '/'], [41, '0.0.0.0:*', '/system.slice']]);
   });
 });
+
+describe('watching for sockets older than the slice', () => {
+  it('reports each stale socket once while it lasts, and again if it comes back', async () => {
+    const { StaleSocketWatch } = await import('../../src/interception/stale-sockets.js');
+    const a = { pid: 1, comm: 'x', processCgroup: '/agents.slice/a', socketCgroup: '/', netid: 'tcp', local: '1.1.1.1:1', peer: '2.2.2.2:2' };
+    const b = { ...a, pid: 2 };
+    const w = new StaleSocketWatch();
+    expect(w.fresh([a])).toEqual([a]);
+    expect(w.fresh([a, b])).toEqual([b]);
+    expect(w.fresh([b])).toEqual([]);
+    expect(w.fresh([a, b])).toEqual([a]);
+  });
+});
