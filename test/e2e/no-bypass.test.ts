@@ -137,6 +137,15 @@ describe.skipIf(!enabled)('no bypass: egress lockdown, raw and packet sockets, d
     expect(a).toMatchObject({ kind: 'connect', protocol: 'tcp', pid: r.pid, uid: 65534, comm: 'node', workload: 'report-bot', cgroup: `${env.agents}/${UNIT}` });
   });
 
+  it('refuses a TCP Fast Open send, which connects without connect()', async () => {
+    const tfo = "import socket\ns = socket.socket()\ntry:\n  s.sendto(b'hello', socket.MSG_FASTOPEN, ('127.0.0.5', 7000))\n  print('sent')\nexcept OSError as e:\n  print('refused', e.errno)";
+    const r = await runAgent(env.cg(UNIT), '/usr/bin/python3', ['-c', tfo]);
+    expect(r.stdout.trim()).toBe('refused 1'); // EPERM
+    await settle();
+    expect(tcpSeen.get('127.0.0.5|7000')).toBe(0);
+    await refusal((l) => l.destination === '127.0.0.5:7000' && l.pid === r.pid && l.comm === 'python3');
+  });
+
   it('refuses native IPv6 and v4-mapped IPv6 alike', async () => {
     const v6 = await probe('tcp', '::1', '7000');
     expect(v6).toMatchObject({ ok: false, code: 'EPERM' });
