@@ -10,6 +10,8 @@ export const DEFAULT_LIMITS: Readonly<LimitsConfig> = Object.freeze({
   maxHeaderBytes: 32 << 10,
   upstreamResponseTimeoutMs: 60_000,
   maxCommandBytes: 16 << 10,
+  // enough for a busy agent's pool; few enough that one agent cannot take every upstream slot
+  maxSessionsPerWorkload: 256,
 });
 
 /** The YAML field each limit is set by, for error messages that tell the operator what to change. */
@@ -22,4 +24,5 @@ export const LIMIT_FIELDS: Readonly<Record<keyof LimitsConfig, string>> = Object
   maxHeaderBytes: 'limits.maxHeaderBytes',
   upstreamResponseTimeoutMs: 'limits.upstreamResponseTimeout',
   maxCommandBytes: 'limits.maxCommandBytes',
+  maxSessionsPerWorkload: 'limits.maxSessionsPerWorkload',
 });

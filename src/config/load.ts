@@ -207,7 +207,7 @@ function buildConfig(raw: unknown, source: string): InterlockConfig {
 
 const LIMIT_KEYS = [
   'maxMessageBytes', 'maxUpstreamMessageBytes', 'partialMessageTimeout', 'upstreamConnectTimeout',
-  'maxRequestBodyBytes', 'maxHeaderBytes', 'upstreamResponseTimeout', 'maxCommandBytes',
+  'maxRequestBodyBytes', 'maxHeaderBytes', 'upstreamResponseTimeout', 'maxCommandBytes', 'maxSessionsPerWorkload',
 ];
 
 function limitsConfig(l: Fields): LimitsConfig {
@@ -229,6 +229,7 @@ function limitsConfig(l: Fields): LimitsConfig {
     upstreamResponseTimeoutMs: l.opt('upstreamResponseTimeout', ms('1h'), d.upstreamResponseTimeoutMs),
     // one SSH packet carries at most 35000 bytes, the command with it
     maxCommandBytes: l.opt('maxCommandBytes', size(64, 32 << 10), d.maxCommandBytes),
+    maxSessionsPerWorkload: l.opt('maxSessionsPerWorkload', (v, f) => integer(v, f, 1, 1_000_000), d.maxSessionsPerWorkload),
   };
 }
 

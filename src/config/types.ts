@@ -195,6 +195,8 @@ export interface LimitsConfig {
   upstreamResponseTimeoutMs: number;
   /** SSH: the longest exec command; longer ones are refused (the channel, not the session) */
   maxCommandBytes: number;
+  /** sessions one workload may have open at once, all protocols together; more are refused */
+  maxSessionsPerWorkload: number;
 }
 
 export interface ApprovalsConfig {

@@ -40,6 +40,7 @@ import { Webhooks } from '../approvals/webhooks.js';
 import { IdTokenVerifier, WorkloadGroups } from '../identity/oidc.js';
 import { readSecret } from '../config/targets.js';
 import { durationMs } from '../config/load.js';
+import { LIMIT_FIELDS } from '../config/limits.js';
 import type { Decision } from '../policy/rules.js';
 
 /** The loopback address the BPF program rewrites connections to (bpf/interlock.bpf.c). */
@@ -238,7 +239,20 @@ export class Daemon {
     if (a.target && a.target.protocol !== protocol && !a.refusal) {
       return { ...a, policies: [], refusal: { code: '08004', message: `interlock: target ${a.target.name} speaks ${a.target.protocol}, not ${protocol}` } };
     }
+    // one agent opening connections without end must not take every upstream slot from the others
+    const workload = a.identity?.workload;
+    const max = this.config.limits.maxSessionsPerWorkload;
+    if (workload && !a.refusal && this.sessionsOf(workload) >= max) {
+      this.audit.with(whoFields(undefined, a)).event('limit.exceeded', { limit: LIMIT_FIELDS.maxSessionsPerWorkload, max });
+      return { ...a, policies: [], refusal: { code: '53300', message: `interlock: workload ${workload} has ${max} sessions open, the most ${LIMIT_FIELDS.maxSessionsPerWorkload} allows` } };
+    }
     return a;
+  }
+
+  private sessionsOf(workload: string): number {
+    let n = 0;
+    for (const { summary } of this.sessions.values()) if (summary.workload === workload) n++;
+    return n;
   }
 
   private startSshSession(client: Socket): void {

@@ -12,7 +12,7 @@ import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from '
 import { join } from 'node:path';
 import { bpfGate } from '../helpers/bpf-gate.js';
 import { ALLOW_ORDINARY, E2EEnv } from '../helpers/e2e-env.js';
-import { runAgent, type AgentResult } from '../helpers/agent.js';
+import { collect, runAgent, spawnAgent, type AgentResult } from '../helpers/agent.js';
 import { CLI, cli, readAudit, waitForAudit, type AuditLine } from '../helpers/daemon.js';
 import { Redirect } from '../../src/interception/redirect.js';
 
@@ -53,6 +53,8 @@ describe.skipIf(!enabled)('no bypass: egress lockdown, raw and packet sockets, d
       '  allow: ["tcp 127.0.0.6:7001", "udp 127.0.0.6/32:5353"]',
       '  denyUnixSockets: [/tmp/interlock-nobypass-listed.sock]',
     ].join('\n'),
+    workloads: '  - name: other-bot\n    match: { cgroup: /interlock-nobypass.slice/other-bot.service }\n    groups: [analysts]',
+    extra: 'limits: { maxSessionsPerWorkload: 3 }',
   });
   let probeFile = '';
   /** would-be targets and what each of them saw */
@@ -326,6 +328,23 @@ describe.skipIf(!enabled)('no bypass: egress lockdown, raw and packet sockets, d
     // with it gone, nothing is flagged
     await new Promise((r) => setTimeout(r, 200));
     expect(cli(['status', '--config', env.configFile]).stdout).toContain('sockets older than the slice: none');
+  });
+
+  it('cannot take every upstream slot: a workload past its session quota is refused, others are not', async () => {
+    const hold = () => collect(spawnAgent(env.cg(UNIT), 'psql', ['-h', '127.0.0.3', '-U', 'x', '-d', 'orders', '-w', '-qAtX', '-c', "select 'held', pg_sleep(3)"]), 20_000);
+    const held = [hold(), hold(), hold()];
+    for (let i = 0; i < 100 && (env.pg.log().match(/select 'held', pg_sleep/g) ?? []).length < 3; i++) await settle();
+    const fourth = await env.psql("select 'one_too_many'");
+    expect(fourth.stdout).not.toContain('one_too_many');
+    expect(fourth.stderr).toContain('interlock: workload report-bot has 3 sessions open, the most limits.maxSessionsPerWorkload allows');
+    expect(env.pg.log()).not.toContain('one_too_many');
+    await waitForAudit(env.auditFile, (l) => l.event === 'limit.exceeded' && l.limit === 'limits.maxSessionsPerWorkload' && l.workload === 'report-bot');
+    // another workload is served meanwhile
+    const other = await env.psql("select 'other_served'", { unit: 'other-bot.service' });
+    expect(other.stdout.trim()).toBe('other_served');
+    for (const h of held) expect((await h).stdout).toContain('held');
+    // and once they end, the workload is served again
+    expect((await env.psql("select 'served_again'")).stdout.trim()).toBe('served_again');
   });
 
   it('cannot read the recordings, the vaulted secrets, the recording key or the CA key', async () => {

@@ -30,6 +30,7 @@ describe('limits: section', () => {
       maxHeaderBytes: 32 << 10,
       upstreamResponseTimeoutMs: 60_000,
       maxCommandBytes: 16 << 10,
+      maxSessionsPerWorkload: 256,
     });
   });
 
@@ -43,6 +44,7 @@ describe('limits: section', () => {
   maxHeaderBytes: 16KiB
   upstreamResponseTimeout: 1h
   maxCommandBytes: 4KiB
+  maxSessionsPerWorkload: 32
 `, 'interlock.yaml');
     expect(c.limits).toEqual({
       maxMessageBytes: 1 << 20,
@@ -53,6 +55,7 @@ describe('limits: section', () => {
       maxHeaderBytes: 16 << 10,
       upstreamResponseTimeoutMs: 3_600_000,
       maxCommandBytes: 4 << 10,
+      maxSessionsPerWorkload: 32,
     });
   });
 
@@ -70,6 +73,7 @@ describe('limits: section', () => {
       ['  partialMessageTimeout: 2h\n', 5, 'limits.partialMessageTimeout', /2h is longer than the 1h/],
       ['  upstreamConnectTimeout: 0s\n', 5, 'limits.upstreamConnectTimeout', /expected a duration/],
       ['  maxCommandBytes: 64KiB\n', 5, 'limits.maxCommandBytes', /outside 64\.\.32768/],
+      ['  maxSessionsPerWorkload: 0\n', 5, 'limits.maxSessionsPerWorkload', /expected an integer from 1 to 1000000/],
       ['  maxMesageBytes: 1MiB\n', 5, 'limits.maxMesageBytes', /unknown field \(expected one of: maxMessageBytes, /],
     ];
     for (const [line, lineNo, field, problem] of cases) {
