@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
-import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bpfGate } from '../helpers/bpf-gate.js';
 import { collect, runAgent, spawnAgent } from '../helpers/agent.js';
@@ -15,6 +15,9 @@ import { spawn } from 'node:child_process';
 import { E2EEnv } from '../helpers/e2e-env.js';
 import { startIdp, type TestAccount, type TestIdp } from '../helpers/oidc-idp.js';
 import { deviceFlowIdToken } from '../../src/identity/oidc.js';
+import { SSH_USER, startSshd, type TestSshd } from '../helpers/sshd.js';
+import { existsSync } from 'node:fs';
+import { cli } from '../helpers/daemon.js';
 
 const enabled = bpfGate();
 
@@ -22,6 +25,9 @@ describe.skipIf(!enabled)('approvals through the redirect', () => {
   let idp: TestIdp;
   let env: E2EEnv;
   let hook: Server;
+  let sshd: TestSshd;
+  let sshWork = '';
+  let agentKnownHosts = '';
   const notices: Record<string, unknown>[] = [];
 
   /** the device flow, completed by the test as that person would in a browser */
@@ -63,6 +69,10 @@ describe.skipIf(!enabled)('approvals through the redirect', () => {
       });
     });
     await new Promise<void>((r) => hook.listen(18091, '127.0.0.9', r));
+    // beside the 0700 directory: sshd reads authorized_keys as the login user
+    sshWork = mkdtempSync('/tmp/interlock-approvals-sshd-');
+    chmodSync(sshWork, 0o755);
+    sshd = await startSshd(join(sshWork, 'sshd'), { host: '127.0.0.4' });
     const withIdp = (text: string) => text.replace('"ISSUER"', `"${idp.issuer}"`).replace('CLIENT', idp.ordersAgent.clientId);
     env = new E2EEnv({
       name: 'approvals',
@@ -80,7 +90,23 @@ describe.skipIf(!enabled)('approvals through the redirect', () => {
         `      clientId: CLIENT`,
         '      clientSecret: { file: /tmp/interlock-approvals-e2e/orders-agent.secret }',
       ].join('\n')),
+      targets: [
+        '  - name: build-host',
+        '    protocol: ssh',
+        '    address: 127.0.0.4:22',
+        '    upstream:',
+        `      user: ${SSH_USER}`,
+        `      privateKey: { file: ${sshd.vaultedKeyFile} }`,
+        `      knownHosts: { file: ${sshd.knownHostsFile} }`,
+        `      agentUsers: [${SSH_USER}]`,
+      ].join('\n'),
       policies: [
+        '  - name: analysts-ssh',
+        '    subjects: { groups: [analysts] }',
+        '    targets: [build-host]',
+        '    rules:',
+        '      - { action: approve, match: { commands: ["touch /tmp/il-approve-*"] }, approvers: [dba], timeout: 6s }',
+        '      - { action: allow, match: { commands: ["echo *"] } }',
         '  - name: reporting',
         '    subjects: { groups: [reporting] }',
         '    targets: [orders-db]',
@@ -95,10 +121,14 @@ describe.skipIf(!enabled)('approvals through the redirect', () => {
       ].join('\n'),
     });
     await env.start();
+    agentKnownHosts = join(env.root, 'agent_known_hosts');
+    writeFileSync(agentKnownHosts, cli(['ssh-known-hosts', '--config', env.configFile]).stdout, { mode: 0o644 });
     env.pg.superSql('SET ROLE app; CREATE TABLE IF NOT EXISTS notes (id int, body text);');
   }, 60_000);
   afterAll(async () => {
     await env?.stop();
+    sshd?.stop();
+    if (sshWork) rmSync(sshWork, { recursive: true, force: true });
     await idp?.stop();
     hook?.close();
   });
@@ -119,6 +149,36 @@ describe.skipIf(!enabled)('approvals through the redirect', () => {
     expect(r.stdout).toBe('approved note\nsession_goes_on\n');
     const notice = notices.find((n) => (n.interlock as { id?: string })?.id === id);
     expect(notice?.text).toMatch(/waits for approval/);
+  });
+
+  /** unmodified ssh from the report-bot agent, no key: the node trusted through known_hosts */
+  const ssh = (command: string) => collect(spawnAgent(env.cg('report-bot.service'), 'ssh', [
+    '-F', '/dev/null', '-o', `UserKnownHostsFile=${agentKnownHosts}`, '-o', 'GlobalKnownHostsFile=/dev/null',
+    '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5', `${SSH_USER}@127.0.0.4`, command,
+  ]), 40_000);
+
+  it('holds an SSH exec until approved, then runs it upstream; a rejected one never runs', async () => {
+    const yes = `/tmp/il-approve-yes-${process.pid}`, no = `/tmp/il-approve-no-${process.pid}`;
+    rmSync(yes, { force: true });
+    rmSync(no, { force: true });
+    const approvedRun = ssh(`touch ${yes}`);
+    const id = await pendingFor(`touch ${yes}`);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(existsSync(yes)).toBe(false); // held: nothing ran yet
+    const ok = await approvals('approve', id, '--token-file', await tokenFile('alice'));
+    expect(ok.code, ok.stderr).toBe(0);
+    const r = await approvedRun;
+    expect(r.code, r.stderr).toBe(0);
+    expect(existsSync(yes)).toBe(true); // the server ran it, as the vaulted user
+    const rejectedRun = ssh(`touch ${no}`);
+    const id2 = await pendingFor(`touch ${no}`);
+    const rejected = await approvals('reject', id2, '--reason', 'not today', '--token-file', await tokenFile('alice'));
+    expect(rejected.code, rejected.stderr).toBe(0);
+    const r2 = await rejectedRun;
+    expect(r2.code).toBe(126);
+    expect(r2.stderr).toContain('rejected by alice@example.test: not today');
+    expect(existsSync(no)).toBe(false);
+    rmSync(yes, { force: true });
   });
 
   it('refuses an approver outside the group; a rejection with a reason reaches psql as 42501', async () => {

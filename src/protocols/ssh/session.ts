@@ -295,25 +295,30 @@ export class SshSession {
     const verdict = this.opts.judge!.decideExec(command);
     const d = verdict.decision;
     this.decided('exec', command, d);
-    const run = () => this.withUpstream(accept, state, (up, done) => up.exec(command, { pty: state.pty ?? false, env: state.env }, done), { kind: 'exec', command });
-    if (d.action === 'approve') return this.afterApproval(command, d, run, () => accept());
+    const run = (channel: () => ServerChannel) =>
+      this.withUpstream(channel, state, (up, done) => up.exec(command, { pty: state.pty ?? false, env: state.env }, done), { kind: 'exec', command });
+    if (d.action === 'approve') return this.afterApproval(command, d, run, accept);
     if (d.action !== 'allow') return this.refuseWithStatus(accept(), d);
-    run();
+    run(accept);
   }
 
   /** The channel waits while a human decides; then it runs, or is refused like any denial. */
-  private afterApproval(command: string, d: Decision, run: () => void, accept: () => ServerChannel): void {
+  private afterApproval(command: string, d: Decision, run: (channel: () => ServerChannel) => void, accept: () => ServerChannel): void {
     const asked = this.opts.hooks.requestApproval?.(command, d);
     if (!asked) return this.refuseWithStatus(accept(), d);
-    if ('granted' in asked) return run();
+    if ('granted' in asked) return run(accept);
+    // the channel is taken now: an agent that closes its input while it waits (ssh < /dev/null,
+    // any script) would otherwise end a request nobody answered; its input waits in the channel
+    const agent = accept();
+    if (!agent) return;
     this.holds.add(asked.ticket);
     asked.ticket.outcome.then((o) => this.guard(() => {
       this.holds.delete(asked.ticket);
       if (this.ended) return;
       this.rec.note({ k: 'approval', command, outcome: o.state === 'approved' ? 'approved' : o.state === 'rejected' ? 'rejected' : 'timed out', by: o.by, reason: o.reason });
-      if (o.approved) return run();
+      if (o.approved) return run(() => agent);
       const message = o.state === 'rejected' ? `rejected by ${o.by ?? 'an approver'}: ${o.reason ?? 'no reason given'}` : (o.reason ?? 'approval timed out');
-      this.refuseWithStatus(accept(), { action: 'deny', message, rule: d.rule });
+      this.refuseWithStatus(agent, { action: 'deny', message, rule: d.rule });
     }));
   }
 
