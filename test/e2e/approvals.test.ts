@@ -3,6 +3,8 @@
  * `approve` rule holds; a human gets an ID token from a real OIDC provider
  * (oidc-provider on loopback) with the device flow and decides through
  * `interlock approvals`; the agent's session waits, then runs or gets 42501, and goes on.
+ * The same holds for an SSH exec (real sshd) and a Kubernetes request (kubectl against
+ * the API-server fixture): nothing reaches the server before the approval.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
@@ -17,6 +19,7 @@ import { startIdp, type TestAccount, type TestIdp } from '../helpers/oidc-idp.js
 import { deviceFlowIdToken } from '../../src/identity/oidc.js';
 import { SSH_USER, startSshd, type TestSshd } from '../helpers/sshd.js';
 import { existsSync } from 'node:fs';
+import { startKubeApiServer, type FakeKubeApiServer } from '../helpers/kube-apiserver.js';
 import { cli } from '../helpers/daemon.js';
 
 const enabled = bpfGate();
@@ -27,6 +30,8 @@ describe.skipIf(!enabled)('approvals through the redirect', () => {
   let hook: Server;
   let sshd: TestSshd;
   let sshWork = '';
+  let api: FakeKubeApiServer;
+  let kubeconfig = '';
   let agentKnownHosts = '';
   const notices: Record<string, unknown>[] = [];
 
@@ -73,6 +78,8 @@ describe.skipIf(!enabled)('approvals through the redirect', () => {
     sshWork = mkdtempSync('/tmp/interlock-approvals-sshd-');
     chmodSync(sshWork, 0o755);
     sshd = await startSshd(join(sshWork, 'sshd'), { host: '127.0.0.4' });
+    api = await startKubeApiServer({ host: '127.0.0.6', port: 6443, dir: join(sshWork, 'api'), token: 'vaulted-kube-token' });
+    writeFileSync(join(sshWork, 'cluster.token'), 'vaulted-kube-token\n', { mode: 0o600 });
     const withIdp = (text: string) => text.replace('"ISSUER"', `"${idp.issuer}"`).replace('CLIENT', idp.ordersAgent.clientId);
     env = new E2EEnv({
       name: 'approvals',
@@ -99,6 +106,13 @@ describe.skipIf(!enabled)('approvals through the redirect', () => {
         `      privateKey: { file: ${sshd.vaultedKeyFile} }`,
         `      knownHosts: { file: ${sshd.knownHostsFile} }`,
         `      agentUsers: [${SSH_USER}]`,
+        '  - name: cluster',
+        '    protocol: kubernetes',
+        '    address: 127.0.0.6:6443',
+        '    serverName: kubernetes.default.svc',
+        '    upstream:',
+        `      token: { file: ${join(sshWork, 'cluster.token')} }`,
+        `      ca: { file: ${api.caFile} }`,
       ].join('\n'),
       policies: [
         '  - name: analysts-ssh',
@@ -107,6 +121,12 @@ describe.skipIf(!enabled)('approvals through the redirect', () => {
         '    rules:',
         '      - { action: approve, match: { commands: ["touch /tmp/il-approve-*"] }, approvers: [dba], timeout: 6s }',
         '      - { action: allow, match: { commands: ["echo *"] } }',
+        '  - name: analysts-kube',
+        '    subjects: { groups: [analysts] }',
+        '    targets: [cluster]',
+        '    rules:',
+        '      - { action: approve, match: { verbs: [delete], resources: [pods] }, approvers: [dba], timeout: 6s }',
+        '      - { action: allow, match: { verbs: [get, list] } }',
         '  - name: reporting',
         '    subjects: { groups: [reporting] }',
         '    targets: [orders-db]',
@@ -123,11 +143,14 @@ describe.skipIf(!enabled)('approvals through the redirect', () => {
     await env.start();
     agentKnownHosts = join(env.root, 'agent_known_hosts');
     writeFileSync(agentKnownHosts, cli(['ssh-known-hosts', '--config', env.configFile]).stdout, { mode: 0o644 });
+    kubeconfig = join(env.root, 'kubeconfig');
+    writeFileSync(kubeconfig, cli(['kubeconfig', '--target', 'cluster', '--config', env.configFile]).stdout, { mode: 0o644 });
     env.pg.superSql('SET ROLE app; CREATE TABLE IF NOT EXISTS notes (id int, body text);');
   }, 60_000);
   afterAll(async () => {
     await env?.stop();
     sshd?.stop();
+    await api?.stop();
     if (sshWork) rmSync(sshWork, { recursive: true, force: true });
     await idp?.stop();
     hook?.close();
@@ -179,6 +202,35 @@ describe.skipIf(!enabled)('approvals through the redirect', () => {
     expect(r2.stderr).toContain('rejected by alice@example.test: not today');
     expect(existsSync(no)).toBe(false);
     rmSync(yes, { force: true });
+  });
+
+  const kubectl = (args: string[]) => collect(spawnAgent(env.cg('report-bot.service'), 'kubectl',
+    ['--kubeconfig', kubeconfig, '--cache-dir', join(env.root, `kube-cache-${Math.random().toString(36).slice(2)}`), '--request-timeout', '20s', ...args]), 40_000);
+  const pendingKube = async (name: string) =>
+    String((await waitForAudit(env.auditFile, (l) => l.event === 'approval.requested' && String(l.command).startsWith('DELETE ') && String(l.command).includes(`/pods/${name}`), 15_000)).approval);
+
+  it('holds a Kubernetes delete until approved, then the API server gets it; a rejected one never reaches it', async () => {
+    const approvedRun = kubectl(['delete', 'pod', 'web-0', '-n', 'shop', '--wait=false']);
+    const id = await pendingKube('web-0');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(api.requests.some((q) => q.method === 'DELETE')).toBe(false); // held: the API server has seen nothing
+    expect(api.store.get('pods', 'shop', 'web-0')).toBeTruthy();
+    const ok = await approvals('approve', id, '--token-file', await tokenFile('alice'));
+    expect(ok.code, ok.stderr).toBe(0);
+    const r = await approvedRun;
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('pod "web-0" deleted');
+    expect(api.store.get('pods', 'shop', 'web-0')).toBeFalsy();
+
+    const rejectedRun = kubectl(['delete', 'pod', 'web-1', '-n', 'shop', '--wait=false']);
+    const id2 = await pendingKube('web-1');
+    const no = await approvals('reject', id2, '--reason', 'keep it', '--token-file', await tokenFile('alice'));
+    expect(no.code, no.stderr).toBe(0);
+    const r2 = await rejectedRun;
+    expect(r2.code).not.toBe(0);
+    expect(r2.stderr).toMatch(/Forbidden.*rejected by alice@example\.test: keep it/);
+    expect(api.store.get('pods', 'shop', 'web-1')).toBeTruthy();
+    expect(api.requests.filter((q) => q.method === 'DELETE')).toHaveLength(1);
   });
 
   it('refuses an approver outside the group; a rejection with a reason reaches psql as 42501', async () => {
