@@ -33,7 +33,7 @@ export async function statusCommand(configFile: string, explicit: boolean): Prom
     code = code || 3;
   }
   if (config) {
-    const stale = findStaleSockets(config.agents.cgroup);
+    const stale = await findStaleSockets(config.agents.cgroup);
     if (stale === undefined) out.push('sockets older than the slice: cannot tell (`ss --cgroup` is missing or too old)');
     else if (stale.length === 0) out.push('sockets older than the slice: none');
     for (const x of stale ?? []) {

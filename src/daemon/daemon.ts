@@ -19,7 +19,7 @@ import { WorkloadMatcher } from '../identity/workloads.js';
 import { Protocol, formatEndpoint, type AllowEntry } from '../interception/layout.js';
 import { Redirect, type Coverage } from '../interception/redirect.js';
 import { RefusalReporter } from './refusals.js';
-import { StaleSocketWatch, findStaleSocketsAsync } from '../interception/stale-sockets.js';
+import { StaleSocketWatch, findStaleSockets } from '../interception/stale-sockets.js';
 import { CancelKeys, sendUpstreamCancel } from '../protocols/postgres/cancel.js';
 import { PostgresSession } from '../protocols/postgres/session.js';
 import { admit, type Admission, type AdmissionDeps } from './admission.js';
@@ -185,7 +185,7 @@ export class Daemon {
     this.timers.push(setInterval(() => {
       if (checking) return;
       checking = true;
-      void findStaleSocketsAsync(config.agents.cgroup).then((now) => {
+      void findStaleSockets(config.agents.cgroup).then((now) => {
         checking = false;
         for (const x of staleWatch.fresh(now ?? [])) {
           this.audit.event('egress.bypass', {

@@ -81,7 +81,8 @@ export class Redirect {
       missing.push(lsms ? `the bpf LSM is not active (lsm=${lsms})` : 'the active LSMs cannot be read');
     }
     // the optional programs go one group at a time until the kernel takes the rest
-    for (const group of [LSM_PROGRAMS, UNIX_CONNECT_PROGRAMS, []]) {
+    const optional = [LSM_PROGRAMS, UNIX_CONNECT_PROGRAMS].filter((g) => !g.every((p) => skip.includes(p)));
+    for (;;) {
       try {
         const { cgroupId } = a.attach(cgroupPath, pinDir, skip);
         const has = (p: string) => !skip.includes(p);
@@ -92,16 +93,13 @@ export class Redirect {
           missing,
         });
       } catch (e) {
-        if (!group.length || group.every((p) => skip.includes(p))) {
-          if (group.length) continue;
-          throw explainBpfError(e, `attaching the redirect to ${cgroupPath}`);
-        }
+        const group = optional.shift();
+        if (!group) throw explainBpfError(e, `attaching the redirect to ${cgroupPath}`);
         skip.push(...group);
         const code = (e as { code?: string }).code ?? 'error';
         missing.push(`${group.join(', ')}: ${group === LSM_PROGRAMS ? 'this kernel refuses BPF LSM programs' : 'this kernel has no cgroup unix-connect hook (6.7+)'} (${code})`);
       }
     }
-    throw new Error('unreachable');
   }
 
   /** Removes every pinned link and map: agents connect directly again. */

@@ -4,7 +4,7 @@
  * around the redirect. The kernel reports each socket's cgroup through sock_diag;
  * `ss --cgroup` reads it, and /proc says which cgroup each owner lives in now.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { cgroupOfProcess, isWithin } from '../identity/cgroups.js';
 
 export interface SocketOwner {
@@ -60,18 +60,7 @@ export function staleSockets(sockets: SocketOwner[], agents: string, cgroupOf: (
 }
 
 /** The stale sockets on this host right now; undefined when `ss` cannot tell (too old, missing). */
-export function findStaleSockets(agents: string): StaleSocket[] | undefined {
-  let text: string;
-  try {
-    text = execFileSync('ss', ['-tuanpH', '--cgroup'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 10_000 });
-  } catch {
-    return undefined;
-  }
-  return staleSockets(parseSs(text), agents, (pid) => cgroupOfProcess(pid));
-}
-
-/** The same without blocking: the daemon checks on a timer. */
-export function findStaleSocketsAsync(agents: string): Promise<StaleSocket[] | undefined> {
+export function findStaleSockets(agents: string): Promise<StaleSocket[] | undefined> {
   return new Promise((resolve) => {
     execFile('ss', ['-tuanpH', '--cgroup'], { encoding: 'utf8', timeout: 10_000, maxBuffer: 64 << 20 }, (err, text) => {
       resolve(err ? undefined : staleSockets(parseSs(text), agents, (pid) => cgroupOfProcess(pid)));
