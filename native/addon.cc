@@ -311,10 +311,9 @@ Napi::Value MapDelete(const Napi::CallbackInfo& info) {
   throw ErrnoError(env, "deleting from map", errno);
 }
 
-// mapTake(mapPath, key, valueSize) → the value (deleted from the map) or null
-Napi::Value MapTake(const Napi::CallbackInfo& info) {
+// The value under key, or null: shared by mapLookup and mapTake.
+Napi::Value LookupValue(const Napi::CallbackInfo& info, int fd) {
   Napi::Env env = info.Env();
-  int fd = MapFd(env, info[0].As<Napi::String>());
   auto key = BufferArg(info, 1);
   uint32_t value_size = info[2].As<Napi::Number>().Uint32Value();
   Napi::Buffer<uint8_t> value = Napi::Buffer<uint8_t>::New(env, value_size);
@@ -322,7 +321,14 @@ Napi::Value MapTake(const Napi::CallbackInfo& info) {
     if (errno == ENOENT) return env.Null();
     throw ErrnoError(env, "looking up map", errno);
   }
-  bpf_map_delete_elem(fd, key.Data());
+  return value;
+}
+
+// mapTake(mapPath, key, valueSize) → the value (deleted from the map) or null
+Napi::Value MapTake(const Napi::CallbackInfo& info) {
+  int fd = MapFd(info.Env(), info[0].As<Napi::String>());
+  Napi::Value value = LookupValue(info, fd);
+  if (!value.IsNull()) bpf_map_delete_elem(fd, BufferArg(info, 1).Data());
   return value;
 }
 
@@ -405,16 +411,7 @@ Napi::Value EventsClose(const Napi::CallbackInfo& info) {
 
 // mapLookup(mapPath, key, valueSize) → the value or null
 Napi::Value MapLookup(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd = MapFd(env, info[0].As<Napi::String>());
-  auto key = BufferArg(info, 1);
-  uint32_t value_size = info[2].As<Napi::Number>().Uint32Value();
-  Napi::Buffer<uint8_t> value = Napi::Buffer<uint8_t>::New(env, value_size);
-  if (bpf_map_lookup_elem(fd, key.Data(), value.Data()) != 0) {
-    if (errno == ENOENT) return env.Null();
-    throw ErrnoError(env, "looking up map", errno);
-  }
-  return value;
+  return LookupValue(info, MapFd(info.Env(), info[0].As<Napi::String>()));
 }
 
 // Whether the kernel loads a BPF LSM program at all: the LSM list may name bpf while

@@ -4,25 +4,11 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { parseConfig } from '../../src/config/load.js';
 import { analyzeQuery, initAnalysis } from '../../src/policy/analysis.js';
-import { RuleSet } from '../../src/policy/rules.js';
 import { fuzz, FUZZ_TEST_TIMEOUT_MS } from '../helpers/fuzz.js';
+import { sqlRules } from '../helpers/policies.js';
 
-function ruleSet(rules: string): RuleSet {
-  const config = parseConfig(`
-agents: { cgroup: /agents.slice }
-workloads: [ { name: bot, match: { cgroup: /agents.slice/bot }, groups: [g] } ]
-targets: [ { name: db, protocol: postgres, address: 127.0.0.3:5432, upstream: { user: app } } ]
-policies:
-  - name: p
-    subjects: { groups: [g] }
-    targets: [db]
-    rules:
-${rules}
-`, 'fuzz.yaml');
-  return new RuleSet(config.policies);
-}
+const ruleSet = (rules: string) => sqlRules(rules);
 
 /** Reads are fine, plans too; every write waits for a human or is refused. */
 const RULES = `

@@ -4,29 +4,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { parseConfig } from '../../src/config/load.js';
-import { SshRuleSet } from '../../src/policy/ssh-rules.js';
 import { analyzeShellCommand } from '../../src/policy/shell.js';
 import { fuzz, FUZZ_TEST_TIMEOUT_MS } from '../helpers/fuzz.js';
+import { sshRules } from '../helpers/policies.js';
 
-function ruleSet(rules: string): SshRuleSet {
-  const config = parseConfig(`
-agents: { cgroup: /agents.slice }
-workloads: [ { name: bot, match: { cgroup: /agents.slice/bot }, groups: [g] } ]
-targets:
-  - name: box
-    protocol: ssh
-    address: 127.0.0.4:22
-    upstream: { user: app, privateKey: { file: /etc/interlock/box.key }, knownHosts: { file: /etc/interlock/box.known_hosts } }
-policies:
-  - name: p
-    subjects: { groups: [g] }
-    targets: [box]
-    rules:
-${rules}
-`, 'fuzz.yaml');
-  return new SshRuleSet(config.policies);
-}
+const ruleSet = (rules: string) => sshRules(rules);
 
 /** `echo` with anything, and nothing else: no match is a denial. */
 const ECHO_ONLY = ruleSet(`

@@ -1,27 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.js';
 import { forbiddenStatus, KubeRuleSet } from '../../src/policy/kube-rules.js';
 import { requestInfo } from '../../src/protocols/kubernetes/request-info.js';
+import { kubeRules } from '../helpers/policies.js';
 
-/** A KubeRuleSet from the rules YAML of one policy (lines indented by 6), named `name`. */
-function ruleSet(rules: string, name = 'ci-kube'): KubeRuleSet {
-  const config = parseConfig(`
-agents: { cgroup: /agents.slice }
-workloads: [ { name: bot, match: { cgroup: /agents.slice/bot }, groups: [g] } ]
-targets:
-  - name: cluster
-    protocol: kubernetes
-    address: 127.0.0.5:6443
-    upstream: { token: { file: /etc/interlock/cluster.token }, ca: { file: /etc/interlock/cluster-ca.crt } }
-policies:
-  - name: ${name}
-    subjects: { groups: [g] }
-    targets: [cluster]
-    rules:
-${rules}
-`, 'kube-rules.yaml');
-  return new KubeRuleSet(config.policies);
-}
+const ruleSet = (rules: string, name = 'ci-kube') => kubeRules(rules, name);
 
 /** The decision on METHOD URL. */
 function decide(rs: KubeRuleSet, method: string, url: string) {

@@ -1,23 +1,9 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.js';
 import { initAnalysis } from '../../src/policy/analysis.js';
 import { RuleSet } from '../../src/policy/rules.js';
+import { sqlRules } from '../helpers/policies.js';
 
-/** A RuleSet from the rules YAML of one policy (lines indented by 6). */
-function ruleSet(rules: string): RuleSet {
-  const config = parseConfig(`
-agents: { cgroup: /agents.slice }
-workloads: [ { name: bot, match: { cgroup: /agents.slice/bot }, groups: [g] } ]
-targets: [ { name: db, protocol: postgres, address: 127.0.0.3:5432, upstream: { user: app } } ]
-policies:
-  - name: p
-    subjects: { groups: [g] }
-    targets: [db]
-    rules:
-${rules}
-`, 'rules.yaml');
-  return new RuleSet(config.policies);
-}
+const ruleSet = (rules: string) => sqlRules(rules);
 
 const decide = (rs: RuleSet, sql: string) => rs.decideText(sql).decision;
 

@@ -1,26 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.js';
 import { normalizePath, SshRuleSet } from '../../src/policy/ssh-rules.js';
+import { sshRules } from '../helpers/policies.js';
 
 /** An SshRuleSet from the rules YAML of one policy (lines indented by 6), named `name`. */
-function ruleSet(rules: string, name = 'ci-ssh'): SshRuleSet {
-  const config = parseConfig(`
-agents: { cgroup: /agents.slice }
-workloads: [ { name: bot, match: { cgroup: /agents.slice/bot }, groups: [g] } ]
-targets:
-  - name: box
-    protocol: ssh
-    address: 127.0.0.4:22
-    upstream: { user: app, privateKey: { file: /etc/interlock/box.key }, knownHosts: { file: /etc/interlock/box.known_hosts } }
-policies:
-  - name: ${name}
-    subjects: { groups: [g] }
-    targets: [box]
-    rules:
-${rules}
-`, 'ssh-rules.yaml');
-  return new SshRuleSet(config.policies);
-}
+const ruleSet = (rules: string, name = 'ci-ssh') => sshRules(rules, name);
 
 /** The issue's example policy. */
 const EXAMPLE = `

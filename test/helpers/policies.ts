@@ -1,0 +1,44 @@
+/**
+ * One policy's rule set, built the way the daemon builds it: from config YAML (rules
+ * indented by 6), through the real loader, for one target of each protocol.
+ */
+import { parseConfig } from '../../src/config/load.js';
+import type { PolicyDef } from '../../src/config/types.js';
+import { KubeRuleSet } from '../../src/policy/kube-rules.js';
+import { RuleSet } from '../../src/policy/rules.js';
+import { SshRuleSet } from '../../src/policy/ssh-rules.js';
+
+const TARGETS = {
+  db: '  - { name: db, protocol: postgres, address: 127.0.0.3:5432, upstream: { user: app } }',
+  box: [
+    '  - name: box',
+    '    protocol: ssh',
+    '    address: 127.0.0.4:22',
+    '    upstream: { user: app, privateKey: { file: /etc/interlock/box.key }, knownHosts: { file: /etc/interlock/box.known_hosts } }',
+  ].join('\n'),
+  cluster: [
+    '  - name: cluster',
+    '    protocol: kubernetes',
+    '    address: 127.0.0.5:6443',
+    '    upstream: { token: { file: /etc/interlock/cluster.token }, ca: { file: /etc/interlock/cluster-ca.crt } }',
+  ].join('\n'),
+};
+
+function policies(target: keyof typeof TARGETS, rules: string, name: string): PolicyDef[] {
+  return parseConfig(`
+agents: { cgroup: /agents.slice }
+workloads: [ { name: bot, match: { cgroup: /agents.slice/bot }, groups: [g] } ]
+targets:
+${TARGETS[target]}
+policies:
+  - name: ${name}
+    subjects: { groups: [g] }
+    targets: [${target}]
+    rules:
+${rules}
+`, `${name}.yaml`).policies;
+}
+
+export const sqlRules = (rules: string, name = 'p') => new RuleSet(policies('db', rules, name));
+export const sshRules = (rules: string, name = 'p') => new SshRuleSet(policies('box', rules, name));
+export const kubeRules = (rules: string, name = 'p') => new KubeRuleSet(policies('cluster', rules, name));
