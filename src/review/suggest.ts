@@ -217,13 +217,7 @@ function suggestPostgres(workload: string, t: TargetReview, name: string): Polic
   const warnings: string[] = [];
   const { footprints, unanalysed } = footprintsOf(t.commands);
   if (unanalysed) warnings.push(`${unanalysed} distinct commands that ran do not parse and are not covered`);
-  const policyOf = (rules: RuleDef[]): PolicyDef => ({
-    name,
-    subjects: { groups: [], workloads: [workload] },
-    targets: [t.target],
-    rules,
-    masking: [],
-  });
+  const policyOf = (rules: RuleDef[]) => workloadPolicy(name, workload, t.target, rules);
   const check = (b: Built) => refusedButRun(new RuleSet([policyOf(b.rules)]), t.commands);
 
   const { built, leaks } = buildWithSplits(workload, footprints, check);
@@ -490,15 +484,14 @@ interface PathGrant {
   inDirectory: boolean;
 }
 
+/** A suggested policy: the one workload it was learned from, on one target. */
+function workloadPolicy(name: string, workload: string, target: string, rules: RuleDef[]): PolicyDef {
+  return { name, subjects: { groups: [], workloads: [workload] }, targets: [target], rules, masking: [] };
+}
+
 function suggestSsh(workload: string, t: TargetReview, usage: SshUsage, name: string): PolicySuggestion {
   const warnings: string[] = [];
-  const policyOf = (noted: NotedRule[]): PolicyDef => ({
-    name,
-    subjects: { groups: [], workloads: [workload] },
-    targets: [t.target],
-    rules: noted.map((n) => n.rule),
-    masking: [],
-  });
+  const policyOf = (noted: NotedRule[]) => workloadPolicy(name, workload, t.target, noted.map((n) => n.rule));
   const exec = execUse(usage.commands, warnings);
   const grants = pathGrants(usage.fileOperations);
   if (!grants.length && usage.channels.some((c) => c.kind === 'sftp' && c.allowed > 0)) {
@@ -813,13 +806,7 @@ type KubeGrantAction = 'allow' | 'approve';
 
 function suggestKubernetes(workload: string, t: TargetReview, name: string): PolicySuggestion {
   const warnings: string[] = [];
-  const policyOf = (noted: NotedRule[]): PolicyDef => ({
-    name,
-    subjects: { groups: [], workloads: [workload] },
-    targets: [t.target],
-    rules: noted.map((n) => n.rule),
-    masking: [],
-  });
+  const policyOf = (noted: NotedRule[]) => workloadPolicy(name, workload, t.target, noted.map((n) => n.rule));
   const requests = t.commands.map((use): KubeRequest => ({ use, info: kubeRequestOf(use.command) }));
   const ran = requests.filter((r) => r.use.allowed + r.use.approved > 0);
   // what only ran once approved stays held for approval

@@ -3,21 +3,8 @@ import { serialize } from 'pg-protocol';
 import type { RecordedEvent, Recording, StartEvent } from '../../src/recording/events.js';
 import { toAsciicast, toJsonLines } from '../../src/recording/export.js';
 import { MAX_PLAYBACK_WAIT_MS, playTerminal } from '../../src/recording/replay/terminal.js';
+import { cstr, int16, int32, message } from '../helpers/pg-wire.js';
 
-function message(type: string, ...parts: Buffer[]): Buffer {
-  const body = Buffer.concat(parts);
-  const head = Buffer.alloc(5);
-  head.write(type, 0, 'latin1');
-  head.writeInt32BE(4 + body.length, 1);
-  return Buffer.concat([head, body]);
-}
-const cstr = (s: string) => Buffer.from(s + '\0', 'utf8');
-const int16 = (n: number) => Buffer.from([(n >> 8) & 0xff, n & 0xff]);
-const int32 = (n: number) => {
-  const b = Buffer.alloc(4);
-  b.writeInt32BE(n);
-  return b;
-};
 const rowDescription = (columns: [string, number][]) =>
   message('T', int16(columns.length), ...columns.flatMap(([name, oid]) => [cstr(name), int32(16384), int16(1), int32(oid), int16(-1), int32(-1), int16(0)]));
 const dataRow = (values: (string | null)[]) =>

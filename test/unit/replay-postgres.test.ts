@@ -2,23 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { serialize } from 'pg-protocol';
 import type { DecisionEvent, RecordedEvent, Recording, StartEvent } from '../../src/recording/events.js';
 import { decodePostgresSession, renderPostgresReplay } from '../../src/recording/replay/postgres.js';
+import { cstr, int16, int32, message } from '../helpers/pg-wire.js';
 
 // ---- backend messages, written out by hand
 
-function message(type: string, ...parts: Buffer[]): Buffer {
-  const body = Buffer.concat(parts);
-  const head = Buffer.alloc(5);
-  head.write(type, 0, 'latin1');
-  head.writeInt32BE(4 + body.length, 1);
-  return Buffer.concat([head, body]);
-}
-const cstr = (s: string) => Buffer.from(s + '\0', 'utf8');
-const int16 = (n: number) => Buffer.from([(n >> 8) & 0xff, n & 0xff]);
-const int32 = (n: number) => {
-  const b = Buffer.alloc(4);
-  b.writeInt32BE(n);
-  return b;
-};
 
 function rowDescription(columns: [string, number][], format = 0): Buffer {
   const fields = columns.flatMap(([name, oid]) => [cstr(name), int32(0), int16(0), int32(oid), int16(-1), int32(-1), int16(format)]);
