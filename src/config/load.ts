@@ -441,11 +441,15 @@ function rule(v: unknown, f: string): RuleDef {
 }
 
 function masking(v: unknown, f: string): MaskingRuleDef {
-  const m = fields(v, f, ['columns', 'detectors', 'strategy']);
+  const m = fields(v, f, ['columns', 'detectors', 'strategy', 'allowFunctions']);
   const columns = m.opt('columns', list(str));
   const detectors = m.opt('detectors', list(oneOf(DETECTORS, 'detector')));
-  if (!columns?.length && !detectors?.length) fail(f, 'needs at least one of columns or detectors');
-  return { columns, detectors, strategy: m.req('strategy', oneOf(MASKING_STRATEGIES, 'strategy')) };
+  const allowFunctions = m.opt('allowFunctions', list(str));
+  if (!columns?.length && !detectors?.length && !allowFunctions?.length) fail(f, 'needs at least one of columns, detectors or allowFunctions');
+  for (const [i, name] of (allowFunctions ?? []).entries()) if (!/^[^.\s]+\.[^.\s]+$/.test(name)) fail(`${f}.allowFunctions[${i}]`, `expected "schema.function", found ${JSON.stringify(name)}`);
+  // a rule that only allows functions masks nothing: it needs no strategy
+  const strategy = columns?.length || detectors?.length ? m.req('strategy', oneOf(MASKING_STRATEGIES, 'strategy')) : m.opt('strategy', oneOf(MASKING_STRATEGIES, 'strategy'), 'redact');
+  return allowFunctions ? { columns, detectors, strategy, allowFunctions } : { columns, detectors, strategy };
 }
 
 // ---------------------------------------------------------------------------

@@ -102,6 +102,8 @@ export interface MaskingRuleDef {
   columns?: string[];
   detectors?: string[];
   strategy: 'redact' | 'partial' | 'hash';
+  /** functions outside pg_catalog that may be called while column rules apply ("schema.name" globs): trusted not to return masked values */
+  allowFunctions?: string[];
 }
 
 export interface PolicyDef {

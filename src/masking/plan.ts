@@ -17,6 +17,7 @@
  */
 import type { MaskingRuleDef } from '../config/types.js';
 import { getDetector } from './detectors.js';
+import { globToRegExp } from '../util/glob.js';
 import { makeStrategy, type Strategy } from './strategies.js';
 import type { Scanner } from './apply.js';
 import { INT8_OID, JSONB_OID, JSON_OID, NO_DETECT_OIDS, NUMERIC_OID, TEXT_LIKE_OIDS } from './pgtypes.js';
@@ -125,6 +126,8 @@ export class Masker {
   private readonly textLike: ReadonlySet<number>;
   /** scanners of every detector rule, for columns nobody can name */
   private readonly anyColumnScanners: Scanner[];
+  private readonly allowedFunctions: RegExp[];
+  private lineage?: Masker['lineageRules'];
 
   constructor(rules: readonly MaskingRuleDef[], opts: MaskerOptions = {}) {
     this.textLike = opts.textLikeOids ? new Set([...TEXT_LIKE_OIDS, ...opts.textLikeOids]) : TEXT_LIKE_OIDS;
@@ -137,6 +140,7 @@ export class Masker {
       return { patterns, scanners, strategy, redact: r.strategy === 'redact' };
     });
     this.anyColumnScanners = dedupe(this.rules.flatMap((r) => r.scanners ?? []));
+    this.allowedFunctions = rules.flatMap((r) => r.allowFunctions ?? []).map((g) => globToRegExp(g.toLowerCase(), '.'));
   }
 
   /** True when no rule exists at all (the caller may skip planning entirely). */
@@ -152,6 +156,22 @@ export class Masker {
   /** Some column pattern names a table or schema: the caller should resolve table OIDs to names. */
   get needsTableNames(): boolean {
     return this.rules.some((r) => r.patterns?.some((p) => p.table || p.schema));
+  }
+
+  /** Does a column rule cover this table column? (lineage: such a column may only be selected as is) */
+  coversColumn(source: { schema: string; table: string; column: string }): boolean {
+    return this.rules.some((r) => r.patterns?.some((p) => patternMatches(p, source.column, source.schema, source.table)));
+  }
+
+  /** The rules as lineage reads them; one object per masker, so that analyses are cached per rule set. */
+  get lineageRules(): { masked(source: { schema: string; table: string; column: string }): boolean; functionAllowed(qualifiedName: string): boolean } {
+    return (this.lineage ??= { masked: (s) => this.coversColumn(s), functionAllowed: (n) => this.allowsFunction(n) });
+  }
+
+  /** A masking rule allows calls of this function ("schema.name") while column rules apply. */
+  allowsFunction(qualifiedName: string): boolean {
+    const n = qualifiedName.toLowerCase();
+    return this.allowedFunctions.some((re) => re.test(n));
   }
 
   /** Plan for a result set; call once per RowDescription (or COPY column list). */

@@ -7,6 +7,10 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { ProtocolError } from './framer.js';
+import type { LineageCatalog } from '../../masking/lineage-context.js';
+import { LINEAGE_SQL, parseLineageRows } from './catalog-lineage.js';
+
+/** the catalog query and, for lineage (column rules), its views, parents and function names, in one round trip */
 
 /** every relation a column can come from, with its columns, for masking rules that name tables and columns */
 export const CATALOG_SQL =
@@ -14,11 +18,16 @@ export const CATALOG_SQL =
   'WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) ' +
   "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','v','m','p','f')";
 
+/** the catalog query and, for lineage (column rules), its views, parents and function names, in one round trip */
+export const CATALOG_WITH_LINEAGE_SQL = `${CATALOG_SQL};${LINEAGE_SQL}`;
+
 export interface Catalog {
   /** "schema.table" by table OID (RowDescription names tables by OID) */
   readonly byOid: ReadonlyMap<number, string>;
   /** the table and its columns in order, by "schema.table" (a COPY names its table) */
   readonly byName: ReadonlyMap<string, { name: string; columns: string[] }>;
+  /** read when column rules apply: views, parents and functions, for lineage */
+  readonly lineage?: LineageCatalog;
 }
 
 /** the last catalog read per target and database; bounded, as databases may be the agent's choice */
@@ -30,20 +39,33 @@ export class CatalogReader {
   private readonly hash: Hash = createHash('sha256');
   /** the rows' payloads (views): kept only until finish() */
   private rows: Buffer[] = [];
+  /** LINEAGE_SQL's rows, the second result */
+  private lineageRows: Buffer[] = [];
+  private results = 0;
 
   row(payload: Buffer): void {
     this.hash.update(payload);
-    this.rows.push(payload);
+    (this.results === 0 ? this.rows : this.lineageRows).push(payload);
+  }
+
+  /** a result ended (CommandComplete): the next rows are the next query's */
+  resultDone(): void {
+    this.results++;
+    this.hash.update(`\0${this.results}`);
   }
 
   /** The catalog these rows describe, shared with earlier sessions of `key` that read the same. */
   finish(key: string): Catalog {
     const digest = this.hash.digest('base64');
     const rows = this.rows;
+    const lineageRows = this.lineageRows;
     this.rows = [];
+    this.lineageRows = [];
     const known = shared.get(key);
     if (known?.digest === digest) return known.catalog;
-    const catalog = parseRows(rows);
+    const tables = parseRows(rows);
+    // two results: the lineage query was asked for and answered
+    const catalog: Catalog = this.results >= 2 ? { ...tables, lineage: parseLineageRows(lineageRows, tables.byName) } : tables;
     shared.delete(key);
     if (shared.size >= MAX_SHARED) shared.delete(shared.keys().next().value!);
     shared.set(key, { digest, catalog });

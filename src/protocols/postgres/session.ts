@@ -24,7 +24,8 @@ import type { Masker } from '../../masking/plan.js';
 import { ResultMasker, copyOutsOf, type CopyOut } from './results.js';
 import { Backend, Frontend } from './message-types.js';
 import { serialize } from 'pg-protocol';
-import { CATALOG_SQL, CatalogReader, type Catalog } from './catalog.js';
+import { CATALOG_WITH_LINEAGE_SQL, CatalogReader, type Catalog } from './catalog.js';
+import { LineageJudge } from '../../masking/lineage-judge.js';
 import { NOT_RECORDED, type Pressure, type SessionRecording } from '../../recording/recorder.js';
 
 const SSL_NO = Buffer.from('N');
@@ -117,6 +118,8 @@ export class PostgresSession {
   private heldForApproval?: Ticket;
   private readonly denials = new Denials();
   private results?: ResultMasker;
+  /** column masking's check of each statement, and the lineage of its outputs; set while column rules apply */
+  private lineage?: LineageJudge;
   /** tables as the server's catalog listed them at login; undefined when not needed or not readable */
   private catalog?: Catalog;
   /** the catalog's rows while they arrive; undefined once read, or when it could not be */
@@ -360,6 +363,9 @@ export class PostgresSession {
     if (copies === null) {
       decision = { action: 'deny', message: 'COPY TO of a query, or of a table whose columns are unknown, is not allowed while column masking applies; use SELECT' };
     }
+    // policy may run it: column masking has its say (a masked column used other than as a direct output)
+    const masking = decision.action !== 'deny' ? this.lineage?.check(sql) : undefined;
+    if (masking !== undefined) decision = { action: 'deny', message: masking };
     const verdictMembers = decision === verdict.decision ? verdict.auditJson : verdictJson(kinds, decision);
     const statementMember = statement === undefined ? '' : `,"statement":${JSON.stringify(statement)}`;
     this.opts.hooks.auditSerialized('query', `"protocol":"${protocol}"${statementMember},"query":${JSON.stringify(sql)},${verdictMembers}`);
@@ -527,6 +533,8 @@ export class PostgresSession {
   private onCatalogMessage(f: Frame): void {
     if (f.type === Backend.DataRow) {
       this.catalogReader?.row(f.payload);
+    } else if (f.type === Backend.CommandComplete) {
+      this.catalogReader?.resultDone();
     } else if (f.type === Backend.ErrorResponse) {
       this.catalogReader = undefined; // unresolved tables then match every table segment: more masking, not less
     } else if (f.type === Backend.ReadyForQuery) {
@@ -572,7 +580,7 @@ export class PostgresSession {
           this.heldReady = Buffer.from(f.raw);
           this.catalogReader = new CatalogReader();
           this.phase = 'catalog';
-          this.upstream!.write(serialize.query(CATALOG_SQL));
+          this.upstream!.write(serialize.query(CATALOG_WITH_LINEAGE_SQL));
           return;
         }
         this.becomeReady(f.raw);
@@ -601,6 +609,8 @@ export class PostgresSession {
     // a peer host that vanished (no FIN, no RST) is found by the kernel, not by a client waiting forever
     this.upstream!.setKeepAlive(true, 60_000);
     const masker = this.opts.masker;
+    // column rules follow lineage: no catalog, no statement (fail closed)
+    if (masker?.hasColumnRules) this.lineage = new LineageJudge(this.catalog?.lineage, masker.lineageRules);
     if (masker && !masker.empty) {
       this.results = new ResultMasker(masker, this.catalog?.byOid, (tag, counts) => {
         this.opts.hooks.audit('masked', { tag, counts });

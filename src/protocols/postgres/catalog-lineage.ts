@@ -1,0 +1,54 @@
+/**
+ * What lineage needs of the upstream's catalog beyond tables and columns, read at login in
+ * the same round trip: each user view's definition, each table's parents (a partition or an
+ * inheriting child holds its parent's rows, so its columns are masked like the parent's),
+ * and the names of the functions in pg_catalog and elsewhere (an unqualified call is a
+ * built-in only when no other schema defines the same name).
+ */
+import type { LineageCatalog } from '../../masking/lineage-context.js';
+import type { LineageRelation } from '../../masking/lineage.js';
+import { ProtocolError } from './framer.js';
+
+/** Rows of (kind, schema, name, value): v = view definition, p = parent "schema.name", b / o = function names joined by U+001F. */
+export const LINEAGE_SQL =
+  "SELECT 'v', n.nspname, c.relname, pg_catalog.pg_get_viewdef(c.oid) FROM pg_catalog.pg_class c " +
+  "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('v','m') AND n.nspname NOT IN ('pg_catalog','information_schema') " +
+  "UNION ALL SELECT 'p', cn.nspname, c.relname, pn.nspname || '.' || p.relname FROM pg_catalog.pg_inherits i " +
+  'JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace ' +
+  'JOIN pg_catalog.pg_class p ON p.oid = i.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace ' +
+  "UNION ALL SELECT 'b', '', '', string_agg(DISTINCT p.proname, chr(31)) FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace " +
+  "UNION ALL SELECT 'o', '', '', string_agg(DISTINCT p.proname, chr(31)) FROM pg_catalog.pg_proc p WHERE p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace";
+
+/** One DataRow's text fields (NULL as undefined); the upstream's rows are input like any other. */
+export function dataRowFields(payload: Buffer, count: number): (string | undefined)[] {
+  const fields: (string | undefined)[] = [];
+  let at = 2;
+  for (let i = 0; i < count; i++) {
+    if (at + 4 > payload.length) throw new ProtocolError('catalog row ends inside a field');
+    const len = payload.readInt32BE(at);
+    if (at + 4 + Math.max(len, 0) > payload.length) throw new ProtocolError('catalog row field runs past the row');
+    fields.push(len < 0 ? undefined : payload.toString('utf8', at + 4, at + 4 + len));
+    at += 4 + Math.max(len, 0);
+  }
+  return fields;
+}
+
+/** The lineage catalog from LINEAGE_SQL's rows and the relations (with columns) already read. */
+export function parseLineageRows(rows: Buffer[], tables: ReadonlyMap<string, { name: string; columns: string[] }>): LineageCatalog {
+  const relations = new Map<string, LineageRelation & { parents?: string[] }>();
+  for (const [key, t] of tables) {
+    const dot = key.indexOf('.');
+    relations.set(key, { schema: key.slice(0, dot), name: key.slice(dot + 1), columns: t.columns });
+  }
+  let builtinFunctions = new Set<string>();
+  let otherFunctions = new Set<string>();
+  for (const payload of rows) {
+    const [kind, schema, name, value] = dataRowFields(payload, 4);
+    const rel = relations.get(`${schema}.${name}`);
+    if (kind === 'v' && rel && value !== undefined) rel.definition = value;
+    else if (kind === 'p' && rel && value !== undefined) (rel.parents ??= []).push(value);
+    else if (kind === 'b') builtinFunctions = new Set(value ? value.split('\x1f') : []);
+    else if (kind === 'o') otherFunctions = new Set(value ? value.split('\x1f') : []);
+  }
+  return { relations, builtinFunctions, otherFunctions };
+}
