@@ -135,13 +135,17 @@ function luhn(text: string, groups: number[], a: number, b: number): boolean {
   return nonzero && sum % 10 === 0; // all zeros passes Luhn but is a placeholder, not a card
 }
 
-/** A digit run glued to letters or part of a decimal number is an identifier or amount, not a card. */
+/**
+ * A digit run glued to letters or part of a decimal number is an identifier or amount, not a
+ * card. Only a point makes a decimal: a comma separates the fields of rows, arrays, CSV and lists
+ * (`(1,4111111111111111)`, `{4111111111111111,5500005555555559}`), where cards must still be found.
+ */
 function isolated(text: string, s: number, e: number): boolean {
   const before = s > 0 ? text.charCodeAt(s - 1) : 32;
   const after = e < text.length ? text.charCodeAt(e) : 32;
   if (isAsciiAlnum(before) || isAsciiAlnum(after)) return false;
-  if ((before === 46 || before === 44) && s > 1 && isDigit(text.charCodeAt(s - 2))) return false;
-  if ((after === 46 || after === 44) && e + 1 < text.length && isDigit(text.charCodeAt(e + 1))) return false;
+  if (before === 46 && s > 1 && isDigit(text.charCodeAt(s - 2))) return false;
+  if (after === 46 && e + 1 < text.length && isDigit(text.charCodeAt(e + 1))) return false;
   return true;
 }
 

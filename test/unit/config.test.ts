@@ -283,9 +283,11 @@ policies:`);
     expectError(edit('    rules:', '    masking:\n      - { detectors: [emial], strategy: redact }\n    rules:'), 20,
       'policies[0].masking[0].detectors[0]', /unknown detector "emial" \(valid: email,/);
     expectError(edit('    rules:', '    masking:\n      - { strategy: redact }\n    rules:'), 20,
-      'policies[0].masking[0]', /at least one of columns or detectors/);
+      'policies[0].masking[0]', /at least one of columns, detectors or allowFunctions/);
     expectError(edit('    rules:', '    masking:\n      - { columns: [ssn] }\n    rules:'), 20,
       'policies[0].masking[0].strategy', /missing required field/);
+    expectError(edit('    rules:', '    masking:\n      - { allowFunctions: [lookup] }\n    rules:'), 20,
+      'policies[0].masking[0].allowFunctions[0]', /expected "schema.function"/);
   });
 
   it('YAML syntax error', () => {

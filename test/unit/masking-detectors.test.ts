@@ -268,3 +268,11 @@ describe('strategies', () => {
     expect(makeStrategy('partial')).toBe(partial);
   });
 });
+
+describe('cards inside rows, arrays and lists', () => {
+  it('finds a card between the commas of a whole-row value, an array or a CSV line', () => {
+    expect(found('credit_card', '(1,"Ada Lovelace",078-05-1120,4111111111111111,vip)')).toEqual(['4111111111111111']);
+    expect(found('credit_card', '{4111111111111111,5500005555555559}')).toEqual(['4111111111111111', '5500005555555559']);
+    expect(found('credit_card', '3,340000000000009,none')).toEqual(['340000000000009']);
+  });
+});
