@@ -203,7 +203,8 @@ describe.skipIf(!enabled)('masking against every statement shape and client libr
       const [t, f] = [template.replace('{}', yes), template.replace('{}', no)];
       expect(direct(t), 'directly, the guesses are told apart').not.toBe(direct(f));
       const [rt, rf] = [await agent(t), await agent(f)];
-      const answer = (r: AgentResult, guess: string) => `${r.stdout}\n${r.stderr}`.split(guess).join('<guess>');
+      // a message may quote the statement, and so the guess: that tells nothing
+      const answer = (r: AgentResult, guess: string) => `${r.stdout}\n${r.stderr.split(guess).join('<guess>')}`;
       expect(answer(rt, yes)).toBe(answer(rf, no));
       expectRefused(rt, /\b(ssn|email)\b/);
     });
