@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything a fresh machine needs before interlock builds, runs or tests: the BPF
-# toolchain (clang, libbpf-dev, bpftool), PostgreSQL 15 and its clients, OpenSSH, setpriv,
+# toolchain (clang, libbpf-dev, bpftool), PostgreSQL 15 and its clients (psql, asyncpg,
+# psycopg), OpenSSH, setpriv,
 # then `npm ci` (which compiles the BPF program, the addon and the TypeScript).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,9 @@ command -v setpriv >/dev/null || need+=(util-linux)
 [[ -x /usr/sbin/sshd ]] || need+=(openssh-server)
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v script >/dev/null || need+=(bsdutils)
+# client libraries the masking e2e tests run as agents (the system python, as agents see it)
+/usr/bin/python3 -c 'import asyncpg' 2>/dev/null || need+=(python3-asyncpg)
+/usr/bin/python3 -c 'import psycopg' 2>/dev/null || need+=(python3-psycopg)
 # the deployment tests (test/deploy): unit verification, the Ansible role, the Vagrantfile
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v ansible-playbook >/dev/null || need+=(ansible-core)

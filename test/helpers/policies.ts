@@ -24,7 +24,7 @@ const TARGETS = {
   ].join('\n'),
 };
 
-function policies(target: keyof typeof TARGETS, rules: string, name: string): PolicyDef[] {
+function policies(target: keyof typeof TARGETS, rules: string, name: string, masking = ''): PolicyDef[] {
   return parseConfig(`
 agents: { cgroup: /agents.slice }
 workloads: [ { name: bot, match: { cgroup: /agents.slice/bot }, groups: [g] } ]
@@ -36,9 +36,12 @@ policies:
     targets: [${target}]
     rules:
 ${rules}
+${masking ? `    masking:\n${masking}` : ''}
 `, `${name}.yaml`).policies;
 }
 
 export const sqlRules = (rules: string, name = 'p') => new RuleSet(policies('db', rules, name));
+/** the PostgreSQL policy itself, with masking rules (YAML list items indented by 6), for a RuleSet and compileMasking */
+export const sqlPolicies = (rules: string, masking: string, name = 'p') => policies('db', rules, name, masking);
 export const sshRules = (rules: string, name = 'p') => new SshRuleSet(policies('box', rules, name));
 export const kubeRules = (rules: string, name = 'p') => new KubeRuleSet(policies('cluster', rules, name));
