@@ -197,7 +197,7 @@ describe.skipIf(!enabled)('masking against every statement shape and client libr
       ['starts_with()', "select count(*) from customers where starts_with(email, '{}')", 'ada', 'zed'],
       ['HAVING', "select count(*) from customers having max(ssn) = '{}'", ROWS[2].ssn, '999-99-9999'],
       ['a join condition', "select count(*) from customers a join customers b on a.id = b.id and b.ssn = '{}'", ROWS[1].ssn, '000-00-0000'],
-      ['a comparison', "select count(*) from customers where ssn < '{}'", '1xx', '0xx'],
+      ['a comparison', "select count(*) from customers where ssn < '{}'", '~', '!'],
     ];
     it.each(cases)('%s: %s', async (_what, template, yes, no) => {
       const [t, f] = [template.replace('{}', yes), template.replace('{}', no)];
