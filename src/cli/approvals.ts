@@ -11,6 +11,7 @@ import { deviceFlowIdToken } from '../identity/oidc.js';
 import type { ApprovalRequest } from '../approvals/store.js';
 import type { CommandContext } from './main.js';
 import { UsageError } from './usage-error.js';
+import { oneLine } from './one-line.js';
 
 export async function approvalsCommand(ctx: CommandContext): Promise<number> {
   const [sub, id] = ctx.positionals;
@@ -55,9 +56,4 @@ export async function approvalsCommand(ctx: CommandContext): Promise<number> {
     default:
       throw new UsageError('approvals needs list, show ID, approve ID or reject ID --reason …');
   }
-}
-
-function oneLine(s: string): string {
-  const flat = s.replace(/\s+/g, ' ').trim();
-  return flat.length > 120 ? `${flat.slice(0, 119)}…` : flat;
 }

@@ -28,6 +28,10 @@ const USAGE = `usage: interlock <command> [options] [--config FILE]
   export ID --format jsonl|asciicast                       a recording in a standard format
   review [--since 30d] [--format md|html]                  access review with a suggested policy
 
+  policy check --workload W --target T [--database D] [--offline] [--json] "SQL"
+                                                           what interlock does with SQL: kinds, rule, lineage, masking
+                                                           (exit 0 allowed, 3 refused, 4 held for approval)
+
   approvals list | show ID                                 held commands (needs your OIDC login)
   approvals approve ID [--window 30m] | reject ID --reason R   decide one (device flow, or --token-file)
 
@@ -61,6 +65,10 @@ const commands: Record<string, Command> = {
   approvals: {
     options: { window: { type: 'string' }, reason: { type: 'string' }, 'token-file': { type: 'string' }, all: { type: 'boolean' } },
     run: async (ctx) => (await import('./approvals.js')).approvalsCommand(ctx),
+  },
+  policy: {
+    options: { workload: { type: 'string' }, target: { type: 'string' }, database: { type: 'string' }, offline: { type: 'boolean' }, json: { type: 'boolean' } },
+    run: async (ctx) => (await import('./policy-check.js')).policyCommand(ctx),
   },
   sessions: { options: { workload: { type: 'string' }, target: { type: 'string' }, since: { type: 'string' } }, run: recordings('sessionsCommand') },
   replay: { options: { speed: { type: 'string' }, instant: { type: 'boolean' } }, run: recordings('replayCommand') },

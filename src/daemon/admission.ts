@@ -44,11 +44,11 @@ export function admit(origin: Origin | null, deps: AdmissionDeps): Admission {
     return { origin, identity, policies: [], refusal: { code: '08004', message: `interlock: no target configured for ${dst}` } };
   }
   const policies = policiesFor(deps.policies, identity, target.name);
-  if (policies.length === 0) {
-    return {
-      origin, identity, target, policies,
-      refusal: { code: '28000', message: `interlock: workload ${identity.workload} has no policy for target ${target.name} (${dst})` },
-    };
-  }
+  if (policies.length === 0) return { origin, identity, target, policies, refusal: noPolicyRefusal(identity.workload, target.name, dst) };
   return { origin, identity, target, policies };
+}
+
+/** A workload no policy binds to the target it dialed (at `dst`) is refused at connect. */
+export function noPolicyRefusal(workload: string, target: string, dst: string): { code: string; message: string } {
+  return { code: '28000', message: `interlock: workload ${workload} has no policy for target ${target} (${dst})` };
 }

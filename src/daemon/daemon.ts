@@ -10,8 +10,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { EgressAllowDef, InterlockConfig, PolicyDef, TargetDef } from '../config/types.js';
 import { initAnalysis } from '../policy/analysis.js';
-import { RuleSet } from '../policy/rules.js';
-import { compileMasking, type Masker } from '../masking/plan.js';
+import { compileEnforcement, type Enforcement } from './enforcement.js';
 import { TargetIndex } from '../config/targets.js';
 import { createAudit, type Audit } from '../audit/audit.js';
 import { CgroupDirectory, cgroupOfProcess, findCgroup2Mount, isWithin } from '../identity/cgroups.js';
@@ -45,11 +44,6 @@ import type { Decision } from '../policy/rules.js';
 
 /** The loopback address the BPF program rewrites connections to (bpf/interlock.bpf.c). */
 export const PROXY_HOST = '127.0.0.1';
-
-interface Enforcement {
-  judge: RuleSet;
-  masker: Masker;
-}
 
 interface LiveSession {
   summary: SessionSummary;
@@ -433,7 +427,7 @@ export class Daemon {
     const key = policies.map((p) => p.name).join('\n');
     let e = this.enforcement.get(key);
     if (!e) {
-      e = { judge: new RuleSet(policies), masker: compileMasking(policies.flatMap((p) => p.masking), { hashKey: this.maskingKey }) };
+      e = compileEnforcement(policies, this.maskingKey);
       this.enforcement.set(key, e);
     }
     return e;

@@ -9,7 +9,7 @@
 import { parseSync } from 'libpg-query';
 import { Lru } from '../policy/lru.js';
 import { literalShape } from '../policy/shape.js';
-import { statementLineage, type SourceColumn, type StatementLineage } from './lineage.js';
+import { statementLineage, type OutputColumn, type SourceColumn, type StatementLineage } from './lineage.js';
 import { CatalogLineageContext, type LineageCatalog, type LineageRules } from './lineage-context.js';
 
 export type OutputSources = readonly (readonly SourceColumn[])[];
@@ -44,7 +44,7 @@ function cacheFor(catalog: LineageCatalog, rules: LineageRules, searchPath: read
 const UNAVAILABLE = 'column masking applies to this target, but its catalog could not be read at login; no statement can be checked';
 
 export class LineageJudge {
-  private readonly named = new Map<string, OutputSources>();
+  private readonly named = new Map<string, readonly OutputColumn[]>();
   private searchPath: readonly string[] = ['public'];
   private cache?: ReturnType<typeof cacheFor>;
 
@@ -68,7 +68,7 @@ export class LineageJudge {
       if (!s.defines) continue;
       const key = `${s.defines.kind}\n${s.defines.name}`;
       if (!this.named.has(key) && this.named.size >= MAX_NAMED) return `too many cursors and prepared statements in one session (${MAX_NAMED}) while column masking applies`;
-      this.named.set(key, (s.outputs ?? []).map((o) => o.sources));
+      this.named.set(key, s.outputs ?? []);
     }
     return undefined;
   }
@@ -78,10 +78,15 @@ export class LineageJudge {
    * as analyzeQuery splits it), or undefined when it returns no rows lineage knows of.
    */
   outputs(statement: string): OutputSources | undefined {
+    return this.outputColumns(statement)?.map((o) => o.sources);
+  }
+
+  /** The same, with each output's name (and whether a `*` of unknown width made later positions unknown). */
+  outputColumns(statement: string): readonly OutputColumn[] | undefined {
     const q = this.analyse(statement);
     const s = q.statements[0];
     if (!s) return undefined;
-    if (s.outputs) return s.outputs.map((o) => o.sources);
+    if (s.outputs) return s.outputs;
     return s.reads ? this.named.get(s.reads) : undefined;
   }
 

@@ -18,7 +18,7 @@
 import type { MaskingRuleDef } from '../config/types.js';
 import { getDetector } from './detectors.js';
 import { globToRegExp } from '../util/glob.js';
-import { makeStrategy, type Strategy } from './strategies.js';
+import { makeStrategy, type Strategy, type StrategyName } from './strategies.js';
 import type { Scanner } from './apply.js';
 import { INT8_OID, JSONB_OID, JSON_OID, NO_DETECT_OIDS, NUMERIC_OID, TEXT_LIKE_OIDS } from './pgtypes.js';
 
@@ -84,11 +84,20 @@ export interface ColumnPattern {
 }
 
 interface CompiledRule {
+  /** its position in the rules the masker was given */
+  index: number;
   patterns: ColumnPattern[] | null;
   scanners: Scanner[] | null;
   strategy: Strategy;
+  strategyName: StrategyName;
   redact: boolean;
 }
+
+/** Which rules mask a column, for people reading policies (`interlock policy check`); rules by index. */
+export type ColumnMasking =
+  | { kind: 'whole'; rule: number; strategy: StrategyName }
+  | { kind: 'scan'; detectors: { detector: string; rule: number; strategy: StrategyName }[] }
+  | { kind: 'none' };
 
 function segment(glob: string): RegExp | null {
   if (glob === '*') return null;
@@ -131,13 +140,13 @@ export class Masker {
 
   constructor(rules: readonly MaskingRuleDef[], opts: MaskerOptions = {}) {
     this.textLike = opts.textLikeOids ? new Set([...TEXT_LIKE_OIDS, ...opts.textLikeOids]) : TEXT_LIKE_OIDS;
-    this.rules = rules.map((r) => {
+    this.rules = rules.map((r, index) => {
       const strategy = makeStrategy(r.strategy, opts.hashKey);
       const patterns = r.columns?.length ? r.columns.map(compileColumnPattern) : null;
       const scanners = r.detectors?.length
         ? r.detectors.map((d) => ({ detector: getDetector(d), strategy, countKey: d }))
         : null;
-      return { patterns, scanners, strategy, redact: r.strategy === 'redact' };
+      return { index, patterns, scanners, strategy, strategyName: r.strategy, redact: r.strategy === 'redact' };
     });
     this.anyColumnScanners = dedupe(this.rules.flatMap((r) => r.scanners ?? []));
     this.allowedFunctions = rules.flatMap((r) => r.allowFunctions ?? []).map((g) => globToRegExp(g.toLowerCase(), '.'));
@@ -191,7 +200,31 @@ export class Masker {
     return { touchesNothing: other === null, columns: [], other };
   }
 
+  /** The rules behind forColumns' plan of each column: a whole-value rule, the detectors (first rule per detector), or none. */
+  explain(columns: readonly ResultColumn[]): ColumnMasking[] {
+    return columns.map((c) => {
+      const chosen = this.rulesFor(c);
+      if (chosen === null) return { kind: 'none' };
+      if ('whole' in chosen) return { kind: 'whole', rule: chosen.whole.index, strategy: chosen.whole.strategyName };
+      const seen = new Set<string>();
+      const detectors = chosen.detecting.flatMap((r) => r.scanners!.map((s) => ({ detector: s.detector.name, rule: r.index, strategy: r.strategyName })));
+      return { kind: 'scan', detectors: detectors.filter((d) => !seen.has(d.detector) && (seen.add(d.detector), true)) };
+    });
+  }
+
   private columnPlan(c: ResultColumn): ColumnPlan | null {
+    const chosen = this.rulesFor(c);
+    if (chosen === null) return null;
+    const codec = codecOf(c, this.textLike);
+    if ('whole' in chosen) {
+      const r = chosen.whole;
+      return { kind: 'whole', codec, strategy: r.strategy, redact: r.redact, countKey: `column:${c.name}` };
+    }
+    return { kind: 'scan', codec, scanners: dedupe(chosen.detecting.flatMap((r) => r.scanners!)) };
+  }
+
+  /** The first column rule masking the column whole, else the detector rules that scan it (in order), else null. */
+  private rulesFor(c: ResultColumn): { whole: CompiledRule } | { detecting: CompiledRule[] } | null {
     let schema: string | undefined;
     let table: string | undefined;
     if (c.tableName !== undefined) {
@@ -205,18 +238,12 @@ export class Masker {
     const matches = c.unresolvedTable
       ? (r: CompiledRule) => r.patterns!.some((p) => p.column.test(c.name))
       : (r: CompiledRule) => r.patterns!.some((p) => patternMatches(p, c.name, schema, table));
-    const codec = codecOf(c, this.textLike);
     for (const r of this.rules) {
-      if (r.patterns !== null && r.scanners === null && matches(r)) {
-        return { kind: 'whole', codec, strategy: r.strategy, redact: r.redact, countKey: `column:${c.name}` };
-      }
+      if (r.patterns !== null && r.scanners === null && matches(r)) return { whole: r };
     }
     if (NO_DETECT_OIDS.has(c.typeOid)) return null; // nothing a detector looks for fits these types
-    const scanners: Scanner[] = [];
-    for (const r of this.rules) {
-      if (r.scanners !== null && (r.patterns === null || matches(r))) scanners.push(...r.scanners);
-    }
-    return scanners.length ? { kind: 'scan', codec, scanners: dedupe(scanners) } : null;
+    const detecting = this.rules.filter((r) => r.scanners !== null && (r.patterns === null || matches(r)));
+    return detecting.length ? { detecting } : null;
   }
 }
 

@@ -21,7 +21,8 @@ import { Denials, type Refusal } from './denial.js';
 import { verdictJson, type Decision, type QueryVerdict } from '../../policy/rules.js';
 import type { Outcome, Ticket } from '../../approvals/service.js';
 import type { Masker } from '../../masking/plan.js';
-import { ResultMasker, copyOutsOf, type CopyOut } from './results.js';
+import { ResultMasker } from './results.js';
+import { decideWithMasking } from './query-decision.js';
 import { Backend, Frontend } from './message-types.js';
 import { serialize } from 'pg-protocol';
 import { CATALOG_WITH_LINEAGE_SQL, CatalogReader, type Catalog } from './catalog.js';
@@ -358,14 +359,7 @@ export class PostgresSession {
     this.queries++;
     const verdict = this.opts.judge!.decideText(sql);
     const { kinds } = verdict;
-    let { decision } = verdict;
-    const copies = decision.action === 'allow' && this.results !== undefined && kinds.includes('copy_to') ? this.copyColumns(sql) : undefined;
-    if (copies === null) {
-      decision = { action: 'deny', message: 'COPY TO of a query, or of a table whose columns are unknown, is not allowed while column masking applies; use SELECT' };
-    }
-    // policy may run it: column masking has its say (a masked column used other than as a direct output)
-    const masking = decision.action !== 'deny' ? this.lineage?.check(sql) : undefined;
-    if (masking !== undefined) decision = { action: 'deny', message: masking };
+    const { decision, copies } = decideWithMasking(sql, verdict, { masker: this.opts.masker, catalog: this.catalog, lineage: this.lineage });
     const verdictMembers = decision === verdict.decision ? verdict.auditJson : verdictJson(kinds, decision);
     const statementMember = statement === undefined ? '' : `,"statement":${JSON.stringify(statement)}`;
     this.opts.hooks.auditSerialized('query', `"protocol":"${protocol}"${statementMember},"query":${JSON.stringify(sql)},${verdictMembers}`);
@@ -378,27 +372,6 @@ export class PostgresSession {
     } else if (decision.action !== 'allow') return { message: `interlock: ${decision.message}`, detail: decision.rule ? `rule ${decision.rule}` : undefined };
     for (const c of copies ?? []) this.results!.expectCopy(c.copy, c.columns);
     return undefined;
-  }
-
-  /**
-   * Each COPY ... TO in `sql` with the columns its rows will carry (when column rules
-   * need them: from the statement's column list, or the table's columns in the catalog
-   * read at login), or null when column rules apply and some COPY's columns are unknown.
-   */
-  private copyColumns(sql: string): { copy: CopyOut; columns?: { names: string[]; tableName?: string } }[] | null {
-    const needNames = this.opts.masker!.hasColumnRules;
-    const out = [];
-    for (const copy of copyOutsOf(sql)) {
-      if (!needNames) {
-        out.push({ copy });
-        continue;
-      }
-      const table = copy.relation && this.catalog?.byName.get(`${copy.relation.schema ?? 'public'}.${copy.relation.name}`);
-      const names = copy.relation ? (copy.columns ?? table?.columns) : undefined;
-      if (!names) return null;
-      out.push({ copy, columns: { names, tableName: table ? table.name : `${copy.relation!.schema ?? 'public'}.${copy.relation!.name}` } });
-    }
-    return out;
   }
 
   // --- upstream side -----------------------------------------------------------

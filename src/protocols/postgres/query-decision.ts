@@ -1,0 +1,67 @@
+/**
+ * The decision on one query text as a PostgreSQL session enforces it: policy's verdict
+ * first, then column masking's say. Pure: the session and `interlock policy check` both
+ * decide through here, so what the check prints is what the proxy does.
+ */
+import type { Decision, QueryVerdict } from '../../policy/rules.js';
+import type { Masker } from '../../masking/plan.js';
+import type { LineageJudge } from '../../masking/lineage-judge.js';
+import type { Catalog } from './catalog.js';
+import { copyOutsOf, type CopyOut } from './results.js';
+
+/** What column masking knows in a session; each part undefined when it does not apply. */
+export interface MaskingState {
+  masker?: Masker;
+  /** the catalog read at login; undefined when not needed or not readable */
+  catalog?: Catalog;
+  /** set while column rules apply */
+  lineage?: LineageJudge;
+}
+
+/** A COPY ... TO and the columns its rows carry, for the result masker. */
+export interface CopyColumns {
+  copy: CopyOut;
+  columns?: { names: string[]; tableName?: string };
+}
+
+export interface QueryDecision {
+  decision: Decision;
+  /** column masking overruled policy (an allowed or held statement is refused) */
+  byMasking: boolean;
+  /** the allowed statement's COPY ... TO outputs, when masking applies to results */
+  copies?: CopyColumns[];
+}
+
+const COPY_COLUMNS_UNKNOWN = 'COPY TO of a query, or of a table whose columns are unknown, is not allowed while column masking applies; use SELECT';
+
+export function decideWithMasking(sql: string, verdict: QueryVerdict, m: MaskingState): QueryDecision {
+  let { decision } = verdict;
+  const masksResults = m.masker !== undefined && !m.masker.empty;
+  const copies = decision.action === 'allow' && masksResults && verdict.kinds.includes('copy_to') ? copyColumns(sql, m.masker!, m.catalog) : undefined;
+  if (copies === null) decision = { action: 'deny', message: COPY_COLUMNS_UNKNOWN };
+  // policy may run it: column masking has its say (a masked column used other than as a direct output)
+  const refusal = decision.action !== 'deny' ? m.lineage?.check(sql) : undefined;
+  if (refusal !== undefined) decision = { action: 'deny', message: refusal };
+  return { decision, byMasking: decision !== verdict.decision, ...(copies ? { copies } : {}) };
+}
+
+/**
+ * Each COPY ... TO in `sql` with the columns its rows will carry (when column rules
+ * need them: from the statement's column list, or the table's columns in the catalog
+ * read at login), or null when column rules apply and some COPY's columns are unknown.
+ */
+function copyColumns(sql: string, masker: Masker, catalog: Catalog | undefined): CopyColumns[] | null {
+  const needNames = masker.hasColumnRules;
+  const out: CopyColumns[] = [];
+  for (const copy of copyOutsOf(sql)) {
+    if (!needNames) {
+      out.push({ copy });
+      continue;
+    }
+    const table = copy.relation && catalog?.byName.get(`${copy.relation.schema ?? 'public'}.${copy.relation.name}`);
+    const names = copy.relation ? (copy.columns ?? table?.columns) : undefined;
+    if (!names) return null;
+    out.push({ copy, columns: { names, tableName: table ? table.name : `${copy.relation!.schema ?? 'public'}.${copy.relation!.name}` } });
+  }
+  return out;
+}
