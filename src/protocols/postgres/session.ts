@@ -19,6 +19,8 @@ import { MessageFramer, MessageTooLarge, ProtocolError, type Frame } from './fra
 import { parseStartupPacket, serializeStartup } from './startup.js';
 import { Denials, type Refusal } from './denial.js';
 import { verdictJson, type Decision, type QueryVerdict } from '../../policy/rules.js';
+import { resolveRelation, type PathsInEffect, type SearchPath } from '../../policy/search-path.js';
+import { SessionSearchPath } from './search-path-state.js';
 import type { Outcome, Ticket } from '../../approvals/service.js';
 import type { Masker } from '../../masking/plan.js';
 import { ResultMasker, copyOutsOf, type CopyOut } from './results.js';
@@ -45,9 +47,9 @@ const FORWARDED_PARAMS = new Set([
   'application_name', 'client_encoding', 'datestyle', 'timezone', 'intervalstyle', 'extra_float_digits',
 ]);
 
-/** What the session asks of policy: one verdict per query text. */
+/** What the session asks of policy: one verdict per query text, under the search_paths that may be in effect. */
 export interface StatementJudge {
-  decideText(sql: string): QueryVerdict;
+  decideText(sql: string, searchPath?: PathsInEffect): QueryVerdict;
 }
 
 export interface SessionHooks {
@@ -116,6 +118,8 @@ export class PostgresSession {
   /** a statement waits for approval: client messages after it wait in the framer */
   private heldForApproval?: Ticket;
   private readonly denials = new Denials();
+  /** which search_path the server reads unqualified names under */
+  private readonly searchPath = new SessionSearchPath();
   private results?: ResultMasker;
   /** tables as the server's catalog listed them at login; undefined when not needed or not readable */
   private catalog?: Catalog;
@@ -257,7 +261,7 @@ export class PostgresSession {
     } catch (e) {
       return this.fail({ severity: 'FATAL', code: '28000', message: `interlock cannot log in to target ${target.name}: ${(e as Error).message}` });
     }
-    // pinned: policy reads unqualified relation names as public.x
+    // the login search_path (LOGIN_SEARCH_PATH), which the session follows from here
     const upstreamParams: Record<string, string> = { user: target.upstream.user, database: served ?? wanted, search_path: 'public' };
     const dropped: string[] = [];
     for (const [k, v] of Object.entries(params)) {
@@ -287,6 +291,7 @@ export class PostgresSession {
     try {
       for (let f = this.fromClient.next(); f; f = this.fromClient.next()) {
         this.clientFrames++;
+        this.searchPath.clientMessage(f.type);
         this.rec.input(f.raw);
         let out: Buffer | Held = f.raw;
         if (f.type === Frontend.Query) out = this.onQuery(f);
@@ -353,13 +358,16 @@ export class PostgresSession {
   /** Audits the verdict; returns what to tell the agent when the statement must not run. */
   private decide(sql: string, protocol: 'simple' | 'extended', statement?: string): Refusal | { ticket: Ticket } | undefined {
     this.queries++;
-    const verdict = this.opts.judge!.decideText(sql);
+    const verdict = this.opts.judge!.decideText(sql, this.searchPath.pathsFor(protocol));
     const { kinds } = verdict;
     let { decision } = verdict;
-    const copies = decision.action === 'allow' && this.results !== undefined && kinds.includes('copy_to') ? this.copyColumns(sql) : undefined;
+    const copies = decision.action === 'allow' && this.results !== undefined && kinds.includes('copy_to')
+      ? this.copyColumns(sql, this.searchPath.pathsDuring(verdict, protocol)) : undefined;
     if (copies === null) {
       decision = { action: 'deny', message: 'COPY TO of a query, or of a table whose columns are unknown, is not allowed while column masking applies; use SELECT' };
     }
+    const pathRefusal = decision.action === 'deny' ? undefined : this.searchPath.admit(verdict, protocol, statement);
+    if (pathRefusal) decision = { action: 'deny', message: pathRefusal };
     const verdictMembers = decision === verdict.decision ? verdict.auditJson : verdictJson(kinds, decision);
     const statementMember = statement === undefined ? '' : `,"statement":${JSON.stringify(statement)}`;
     this.opts.hooks.auditSerialized('query', `"protocol":"${protocol}"${statementMember},"query":${JSON.stringify(sql)},${verdictMembers}`);
@@ -378,8 +386,9 @@ export class PostgresSession {
    * Each COPY ... TO in `sql` with the columns its rows will carry (when column rules
    * need them: from the statement's column list, or the table's columns in the catalog
    * read at login), or null when column rules apply and some COPY's columns are unknown.
+   * An unqualified table is looked up along every search_path `paths` the COPY may run under.
    */
-  private copyColumns(sql: string): { copy: CopyOut; columns?: { names: string[]; tableName?: string } }[] | null {
+  private copyColumns(sql: string, paths: readonly SearchPath[]): { copy: CopyOut; columns?: { names: string[]; tableName?: string } }[] | null {
     const needNames = this.opts.masker!.hasColumnRules;
     const out = [];
     for (const copy of copyOutsOf(sql)) {
@@ -387,10 +396,13 @@ export class PostgresSession {
         out.push({ copy });
         continue;
       }
-      const table = copy.relation && this.catalog?.byName.get(`${copy.relation.schema ?? 'public'}.${copy.relation.name}`);
-      const names = copy.relation ? (copy.columns ?? table?.columns) : undefined;
+      const rel = copy.relation;
+      const byName = this.catalog?.byName;
+      const qualified = rel && (rel.schema !== undefined ? `${rel.schema}.${rel.name}` : resolveRelation(paths, rel.name, (q) => byName?.has(q) ?? false));
+      if (!qualified) return null;
+      const names = copy.columns ?? byName?.get(qualified)?.columns;
       if (!names) return null;
-      out.push({ copy, columns: { names, tableName: table ? table.name : `${copy.relation!.schema ?? 'public'}.${copy.relation!.name}` } });
+      out.push({ copy, columns: { names, tableName: qualified } });
     }
     return out;
   }
@@ -508,6 +520,7 @@ export class PostgresSession {
     for (let f = this.fromUpstream.next(); f; f = this.fromUpstream.next()) {
       if (f.type === Backend.DataRow) this.rows++;
       let out = results ? results.frame(f) : f.raw;
+      if (f.type === Backend.ReadyForQuery || f.type === Backend.ErrorResponse) this.searchPath.serverMessage(f.type, f.payload);
       if (f.type === Backend.ErrorResponse) out = this.denials.rewrite(f) ?? out;
       if (out.length === 0) continue;
       if (out === f.raw && run && out.buffer === run.buffer && out.byteOffset === runEnd) {
