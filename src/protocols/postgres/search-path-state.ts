@@ -61,8 +61,10 @@ export class SessionSearchPath {
   private lastStatus = READY_IDLE;
   /** the paths every named prepared statement was judged under; undefined: there are none */
   private namedPin?: Set<string>;
-  /** the same for the unnamed statement, which a simple Query drops */
-  private unnamedPin?: Set<string>;
+  /** the path set last folded into namedPin: the same set again changes nothing (the per-Parse common case) */
+  private namedPinFrom?: readonly SearchPath[];
+  /** the paths the unnamed statement was judged under, which a simple Query drops */
+  private unnamedPin?: readonly SearchPath[];
   private simple: PathsInEffect = LOGIN_PATHS;
   private extended: PathsInEffect = LOGIN_PATHS;
 
@@ -156,18 +158,18 @@ export class SessionSearchPath {
       }
       if (effects.some((e) => e.kind === 'set')) {
         const login = formatSearchPath(LOGIN_SEARCH_PATH);
-        if ((this.namedPin && !this.namedPin.has(login)) || (this.unnamedPin && !this.unnamedPin.has(login))) return PREPARED_REFUSAL;
+        if ((this.namedPin && !this.namedPin.has(login)) || (this.unnamedPin && !this.unnamedPin.some((p) => samePath(p, LOGIN_SEARCH_PATH)))) return PREPARED_REFUSAL;
         this.sticky = [LOGIN_SEARCH_PATH];
       }
       if (effects.some((e) => e.kind !== 'set' && e.kind !== 'prepare')) this.unseenTransactions = true;
       this.replay = undefined; // it runs when it is executed, which is not seen here
+      this.update();
     }
-    if (name) {
-      if (verdict.pathDependent) this.namedPin = intersect(this.namedPin, judged);
-    } else {
-      this.unnamedPin = verdict.pathDependent ? intersect(undefined, judged) : undefined;
+    if (!name) this.unnamedPin = verdict.pathDependent ? judged : undefined;
+    else if (verdict.pathDependent && judged !== this.namedPinFrom) {
+      this.namedPin = intersect(this.namedPin, judged);
+      this.namedPinFrom = judged;
     }
-    this.update();
     return undefined;
   }
 
