@@ -4,7 +4,8 @@
  * by the column rules, and which function calls are built-ins. Pure apart from the parser.
  */
 import { parseSync } from 'libpg-query';
-import { definitionLineage, type LineageContext, type LineageRelation, type SourceColumn, type ViewLineage } from './lineage.js';
+import { ANY_SCHEMA } from '../policy/search-path.js';
+import { definitionLineage, Refused, type LineageContext, type LineageRelation, type SourceColumn, type ViewLineage } from './lineage.js';
 
 /** What the catalog read at login says, for lineage. */
 export interface LineageCatalog {
@@ -39,11 +40,21 @@ export class CatalogLineageContext implements LineageContext {
 
   relation(schema: string | undefined, name: string): LineageRelation | undefined {
     if (schema !== undefined) return this.catalog.relations.get(`${schema}.${name}`);
-    for (const s of ['pg_catalog', ...this.searchPath]) {
-      const r = this.catalog.relations.get(`${s}.${name}`);
+    for (const s of this.searchPath.includes('pg_catalog') ? this.searchPath : ['pg_catalog', ...this.searchPath]) {
+      const r = s === ANY_SCHEMA ? this.inAnySchema(name) : this.catalog.relations.get(`${s}.${name}`);
       if (r) return r;
     }
     return undefined;
+  }
+
+  /** `$user` on the path: the schema is the upstream role's, which the catalog does not say; one candidate or none is certain */
+  private inAnySchema(name: string): LineageRelation | undefined {
+    const candidates = [...this.catalog.relations.values()].filter((r) => r.name === name);
+    if (candidates.length <= 1) return candidates[0];
+    if (candidates.some((r) => r.columns.some((column) => this.rules.masked({ schema: r.schema, table: r.name, column })))) {
+      throw new Refused(`${name} may name several tables under "$user" on the search_path, one with masked columns: qualify it with its schema`);
+    }
+    return candidates[0];
   }
 
   masked(source: SourceColumn): SourceColumn | undefined {

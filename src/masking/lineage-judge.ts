@@ -11,6 +11,7 @@ import { Lru } from '../policy/lru.js';
 import { literalShape } from '../policy/shape.js';
 import { statementLineage, type OutputColumn, type SourceColumn, type StatementLineage } from './lineage.js';
 import { CatalogLineageContext, type LineageCatalog, type LineageRules } from './lineage-context.js';
+import { LOGIN_SEARCH_PATH, type SearchPath } from '../policy/search-path.js';
 
 export type OutputSources = readonly (readonly SourceColumn[])[];
 
@@ -24,29 +25,40 @@ const MAX_CACHED_TEXT = 64 * 1024;
 /** a session's cursors and prepared statements with known outputs, at most */
 const MAX_NAMED = 1024;
 
-/** The analysis caches of one catalog: by rule set, then by search path. */
-const caches = new WeakMap<LineageCatalog, Map<LineageRules, Map<string, { ctx: CatalogLineageContext; queries: Lru<string, QueryLineage> }>>>();
+interface PathCache {
+  ctx: CatalogLineageContext;
+  queries: Lru<string, QueryLineage>;
+}
 
-function cacheFor(catalog: LineageCatalog, rules: LineageRules, searchPath: readonly string[]) {
+/** The analysis caches of one catalog: by rule set, then by search path (the same path object is found without building its key). */
+const caches = new WeakMap<LineageCatalog, Map<LineageRules, { byPath: WeakMap<SearchPath, PathCache>; byKey: Map<string, PathCache> }>>();
+
+function cacheFor(catalog: LineageCatalog, rules: LineageRules, searchPath: SearchPath): PathCache {
   let byRules = caches.get(catalog);
   if (!byRules) caches.set(catalog, (byRules = new Map()));
-  let byPath = byRules.get(rules);
-  if (!byPath) byRules.set(rules, (byPath = new Map()));
+  let c = byRules.get(rules);
+  if (!c) byRules.set(rules, (c = { byPath: new WeakMap(), byKey: new Map() }));
+  const hit = c.byPath.get(searchPath);
+  if (hit) return hit;
   const key = searchPath.join(',');
-  let c = byPath.get(key);
-  if (!c) {
-    if (byPath.size >= 64) byPath.clear(); // search paths are the agent's choice: bounded
-    byPath.set(key, (c = { ctx: new CatalogLineageContext(catalog, rules, searchPath), queries: new Lru(CACHE_ENTRIES) }));
+  let p = c.byKey.get(key);
+  if (!p) {
+    if (c.byKey.size >= 64) c.byKey.clear(); // search paths are the agent's choice: bounded
+    c.byKey.set(key, (p = { ctx: new CatalogLineageContext(catalog, rules, searchPath), queries: new Lru(CACHE_ENTRIES) }));
   }
-  return c;
+  c.byPath.set(searchPath, p);
+  return p;
 }
+
+/** search paths remembered per session for reading results (each costs one cached lookup per result) */
+const MAX_PATHS = 8;
 
 const UNAVAILABLE = 'column masking applies to this target, but its catalog could not be read at login; no statement can be checked';
 
 export class LineageJudge {
   private readonly named = new Map<string, readonly OutputColumn[]>();
-  private searchPath: readonly string[] = ['public'];
-  private cache?: ReturnType<typeof cacheFor>;
+  /** every search path a checked statement may have run under: results are read under all of them */
+  private readonly pathsSeen = new Map<string, SearchPath>([[LOGIN_SEARCH_PATH.join(','), LOGIN_SEARCH_PATH]]);
 
   /** `catalog` undefined: it could not be read, and every statement is refused (fail closed). */
   constructor(
@@ -54,21 +66,28 @@ export class LineageJudge {
     private readonly rules: LineageRules,
   ) {}
 
-  /** The session's search path changed: unqualified names resolve along it from now on. */
-  setSearchPath(path: readonly string[]): void {
-    this.searchPath = path;
-    this.cache = undefined;
-  }
-
-  /** Why this query text must not run, or undefined. Records the outputs of its DECLAREs and PREPAREs. */
-  check(sql: string): string | undefined {
-    const q = this.analyse(sql);
-    if (q.refused) return q.refused;
-    for (const s of q.statements) {
-      if (!s.defines) continue;
-      const key = `${s.defines.kind}\n${s.defines.name}`;
+  /**
+   * Why this query text must not run, or undefined, judged under every search path it may run
+   * under. Records the outputs of its DECLAREs and PREPAREs.
+   */
+  check(sql: string, paths: readonly SearchPath[] = [LOGIN_SEARCH_PATH]): string | undefined {
+    const defined = new Map<string, OutputColumn[][]>();
+    for (const path of paths) {
+      const q = this.analyse(sql, path);
+      if (q.refused) return q.refused;
+      for (const s of q.statements) {
+        if (!s.defines) continue;
+        const key = `${s.defines.kind}\n${s.defines.name}`;
+        defined.set(key, [...(defined.get(key) ?? []), [...(s.outputs ?? [])]]);
+      }
+    }
+    for (const [key, variants] of defined) {
       if (!this.named.has(key) && this.named.size >= MAX_NAMED) return `too many cursors and prepared statements in one session (${MAX_NAMED}) while column masking applies`;
-      this.named.set(key, s.outputs ?? []);
+      this.named.set(key, mergeOutputs(variants));
+    }
+    for (const path of paths) {
+      const k = path.join(',');
+      if (!this.pathsSeen.has(k) && this.pathsSeen.size < MAX_PATHS) this.pathsSeen.set(k, path);
     }
     return undefined;
   }
@@ -83,16 +102,18 @@ export class LineageJudge {
 
   /** The same, with each output's name (and whether a `*` of unknown width made later positions unknown). */
   outputColumns(statement: string): readonly OutputColumn[] | undefined {
-    const q = this.analyse(statement);
-    const s = q.statements[0];
-    if (!s) return undefined;
-    if (s.outputs) return s.outputs;
-    return s.reads ? this.named.get(s.reads) : undefined;
+    const variants: (readonly OutputColumn[])[] = [];
+    for (const path of this.pathsSeen.values()) {
+      const s = this.analyse(statement, path).statements[0];
+      const outputs = s?.outputs ?? (s?.reads ? this.named.get(s.reads) : undefined);
+      if (outputs) variants.push(outputs);
+    }
+    return variants.length ? (variants.length === 1 ? variants[0] : mergeOutputs(variants)) : undefined;
   }
 
-  private analyse(sql: string): QueryLineage {
+  private analyse(sql: string, path: SearchPath): QueryLineage {
     if (!this.catalog) return { refused: UNAVAILABLE, statements: [] };
-    const cache = (this.cache ??= cacheFor(this.catalog, this.rules, this.searchPath));
+    const cache = cacheFor(this.catalog, this.rules, path);
     const shape = literalShape(sql);
     const key = shape ?? sql;
     let q = cache.queries.get(key);
@@ -106,6 +127,16 @@ export class LineageJudge {
     }
     return q;
   }
+}
+
+/** Outputs under several possible paths: each position carries every source any of them gives it (mask more, never less). */
+function mergeOutputs(variants: readonly (readonly OutputColumn[])[]): OutputColumn[] {
+  const width = Math.max(...variants.map((v) => v.length));
+  return Array.from({ length: width }, (_, i) => {
+    const at = variants.map((v) => v[i]).filter((o): o is OutputColumn => o !== undefined);
+    const sources = at.flatMap((o) => o.sources).filter((src, j, all) => all.findIndex((x) => x.schema === src.schema && x.table === src.table && x.column === src.column) === j);
+    return { name: at[0]?.name ?? '?column?', sources, unknownWidth: at.some((o) => o.unknownWidth) || at.length < variants.length || undefined };
+  });
 }
 
 function analyseText(sql: string, ctx: CatalogLineageContext): QueryLineage {

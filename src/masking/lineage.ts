@@ -72,7 +72,8 @@ export interface StatementLineage {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Ast = { [field: string]: any };
 
-class Refused extends Error {}
+/** Thrown by the walk or its context: the statement must not run, for this reason. */
+export class Refused extends Error {}
 
 /** A FROM item as the statement's columns see it. */
 interface Item {

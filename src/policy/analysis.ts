@@ -10,6 +10,8 @@
  */
 import { loadModule, parseSync } from 'libpg-query';
 import { Lru } from './lru.js';
+import { pathFactsOf } from './path-effects.js';
+import type { PathEffect } from './search-path.js';
 
 export type StatementKind =
   | 'select' | 'insert' | 'update' | 'delete' | 'merge' | 'copy_to' | 'copy_from' | 'create' | 'alter'
@@ -29,8 +31,14 @@ export interface StatementAnalysis {
   functions: FunctionRef[];
   /** Content cannot be inspected: DO, CALL, EXECUTE, COPY to/from a server file or a program. */
   opaque: boolean;
-  /** Run-time settings it changes (SET / SET LOCAL name), lower case; '*' for set_config(), whose name is data. */
+  /** Run-time settings it changes (SET / SET LOCAL name, set_config() of a known name), lower case. */
   settings: string[];
+  /** What it does to search_path, and to the transactions that scope such changes, in order (search-path.ts). */
+  pathEffects: PathEffect[];
+  /** Why its change of search_path cannot be followed (a value that is not a literal, say): it is refused. */
+  pathRefusal?: string;
+  /** It reads an unqualified set_config() (or `=`) as pg_catalog's, which holds only while pg_catalog is searched first. */
+  assumesCatalogFirst: boolean;
 }
 
 export interface QueryAnalysis {
@@ -359,14 +367,27 @@ function analyzeStatement(sql: string, bytes: Uint8Array | undefined, raw: RawSt
 
   const walker = new Walker();
   walker.value(raw.stmt);
+  const relations = [...walker.relations.values()];
+  const functions = [...walker.functions.values()];
+  const callsSetConfig = functions.some((f) => f.name.toLowerCase() === 'set_config');
+  const unqualified = relations.some((r) => r.schema === undefined) || functions.some((f) => f.schema === undefined);
+  const path = pathFactsOf(raw.stmt, [...walker.settings], callsSetConfig, unqualified);
+  // a set_config() call is a SET; `SELECT set_config(…)` alone is nothing but one
+  if (callsSetConfig && (path.setConfigNames.length || path.effects.some((e) => e.kind === 'set'))) {
+    walker.kinds.add('set');
+    if (!relations.length && functions.every((f) => f.name === 'set_config')) walker.kinds.delete('select');
+  }
   const kinds = [...walker.kinds].sort((a, b) => RANK.get(a)! - RANK.get(b)!);
   return {
     text: text.trim(),
     kinds: kinds.length ? kinds : ['other'], // an effect we failed to name is still an effect
-    relations: [...walker.relations.values()],
-    functions: [...walker.functions.values()],
+    relations,
+    functions,
     opaque: walker.opaque,
-    settings: [...walker.settings, ...([...walker.functions.values()].some((f) => f.name.toLowerCase() === 'set_config') ? ['*'] : [])],
+    settings: [...new Set([...walker.settings, ...path.setConfigNames])],
+    pathEffects: path.effects,
+    ...(path.refusal !== undefined ? { pathRefusal: path.refusal } : {}),
+    assumesCatalogFirst: path.assumesCatalogFirst,
   };
 }
 

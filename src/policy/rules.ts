@@ -10,11 +10,19 @@
  *                    ("deny pg_read_file" catches it inside any SELECT)
  * Opaque statements (DO, CALL, EXECUTE, COPY to files or programs) match only rules
  * that name their kind in `statements`.
+ *
+ * An unqualified name is read under the search_path(s) that may be in effect when the
+ * statement runs (search-path.ts): the session's, passed in, then as the query's own
+ * SET / set_config() statements change it, statement by statement.
  */
 import type { PolicyDef, RuleAction, RuleDef } from '../config/types.js';
 import { globToRegExp } from '../util/glob.js';
 import { analyzeQuery, type FunctionRef, type QueryAnalysis, type RelationRef, type StatementAnalysis } from './analysis.js';
 import { Lru } from './lru.js';
+import {
+  ANY_SCHEMA, LOGIN_PATHS, catalogSearchedFirst, functionSchemas, pathsInEffect, pathsPerStatement, relationSchemas,
+  type PathEffect, type PathsInEffect,
+} from './search-path.js';
 import { literalShape } from './shape.js';
 
 export interface Decision {
@@ -30,6 +38,8 @@ export interface Decision {
 interface NamePattern {
   /** undefined: the pattern names no schema and matches any */
   schema?: RegExp;
+  /** the schema glob is all `*`: it covers a name that may resolve to any schema */
+  anySchema: boolean;
   name: RegExp;
 }
 
@@ -42,16 +52,25 @@ interface CompiledRule {
   pattern?: RegExp;
 }
 
-/**
- * Where an unqualified relation resolves, for an allow rule: pg_catalog comes first in
- * every search_path and all its relations are named pg_*; the rest is public (the
- * session's search_path is pinned to it).
- */
-const relationSchemas = (name: string) => (name.startsWith('pg_') ? CATALOG_SCHEMA : PUBLIC_SCHEMA);
+/** Where unqualified names may resolve, for allow rules: every schema of every path that may be in effect. */
+interface Resolution {
+  relation(name: string): readonly string[];
+  functions: readonly string[];
+}
+
 const CATALOG_SCHEMA = ['pg_catalog'];
 const PUBLIC_SCHEMA = ['public'];
-/** An unqualified function call may resolve to either; an allow rule must cover both. */
-const DEFAULT_FUNCTION_SCHEMAS = ['pg_catalog', 'public'];
+/** the login path (public), the common case: no work per name */
+const LOGIN_RESOLUTION: Resolution = {
+  relation: (name) => (name.startsWith('pg_') ? CATALOG_SCHEMA : PUBLIC_SCHEMA),
+  functions: ['pg_catalog', 'public'],
+};
+
+function resolutionUnder(paths: PathsInEffect): Resolution {
+  if (paths.key === '') return LOGIN_RESOLUTION;
+  const union = (each: (p: readonly string[]) => string[]) => [...new Set(paths.current.flatMap(each))];
+  return { relation: (name) => union((p) => relationSchemas(p, name)), functions: union(functionSchemas) };
+}
 
 export interface QueryVerdict {
   decision: Decision;
@@ -59,6 +78,10 @@ export interface QueryVerdict {
   kinds: string[];
   /** kinds, decision, rule and message as JSON members, serialized once for every audit line that repeats them */
   auditJson: string;
+  /** what each statement does to search_path (search-path.ts), for the session to follow; undefined when none does anything */
+  pathEffects?: readonly (readonly PathEffect[])[];
+  /** some relation or function is named without a schema: what it means depends on search_path */
+  pathDependent?: boolean;
 }
 
 /** The verdict's audit members: `"kinds":[…],"decision":"…","rule":"…"[,"message":"…"]`. */
@@ -86,13 +109,15 @@ export class RuleSet {
     return this.rules.length;
   }
 
-  decideStatement(s: StatementAnalysis): Decision {
-    // rules read unqualified names as public.x: the session's search_path is pinned, and stays so
-    if (s.settings.some((name) => name === 'search_path' || name === '*')) {
-      return { action: 'deny', message: 'changing search_path is not allowed through interlock (unqualified names are policed as public.x)' };
+  /** One statement, run under any of `paths.current` (default: the login path). */
+  decideStatement(s: StatementAnalysis, paths: PathsInEffect = LOGIN_PATHS): Decision {
+    if (s.pathRefusal !== undefined) return { action: 'deny', message: s.pathRefusal };
+    if (s.assumesCatalogFirst && !paths.current.every(catalogSearchedFirst)) {
+      return { action: 'deny', message: 'set_config() must be written pg_catalog.set_config() while search_path puts a schema before pg_catalog' };
     }
+    const resolution = resolutionUnder(paths);
     for (const r of this.rules) {
-      if (!matches(r, s)) continue;
+      if (!matches(r, s, resolution)) continue;
       const action = r.def.action;
       return {
         action,
@@ -107,25 +132,39 @@ export class RuleSet {
 
   /**
    * decideQuery on analyzeQuery(sql), remembered by the statement's literal-free shape
-   * (by its exact text when a rule looks at text): repeated statements cost a lookup.
+   * (by its exact text when a rule looks at text) and the search_paths in effect:
+   * repeated statements cost a lookup.
    */
-  decideText(sql: string): QueryVerdict {
-    const key = (!this.readsText && literalShape(sql)) || sql;
+  decideText(sql: string, paths: PathsInEffect = LOGIN_PATHS): QueryVerdict {
+    const text = (!this.readsText && literalShape(sql)) || sql;
+    const key = paths.key === '' ? text : `${paths.key}\0${text}`; // a NUL never occurs in a query
     let v = this.verdicts.get(key);
     if (!v) {
-      const q = analyzeQuery(key);
-      const { decision } = this.decideQuery(q);
+      const q = analyzeQuery(text);
+      const { decision } = this.decideQuery(q, paths);
       const kinds = [...new Set(q.statements.flatMap((s) => s.kinds))];
-      v = Object.freeze({ decision, kinds, auditJson: verdictJson(kinds, decision) });
+      const effects = q.statements.some((s) => s.pathEffects.length) ? q.statements.map((s) => s.pathEffects) : undefined;
+      const pathDependent = q.statements.some((s) => s.relations.some((r) => r.schema === undefined) || s.functions.some((f) => f.schema === undefined));
+      v = Object.freeze({ decision, kinds, auditJson: verdictJson(kinds, decision), pathEffects: effects, pathDependent });
       if (key.length <= MAX_CACHED_TEXT) this.verdicts.set(key, v);
     }
     return v;
   }
 
-  /** A whole message (several statements) is decided as one: any denial denies all, then any approval. */
-  decideQuery(q: QueryAnalysis): { decision: Decision; statements: Decision[] } {
+  /**
+   * A whole message (several statements) is decided as one: any denial denies all, then any
+   * approval. Each statement is judged under the paths in effect when it runs; a PREPAREd one
+   * also under those a transaction's end may return to, as it is read again whenever it runs.
+   */
+  decideQuery(q: QueryAnalysis, paths: PathsInEffect = LOGIN_PATHS): { decision: Decision; statements: Decision[] } {
     if (q.error) return { decision: { action: 'deny', message: `statement could not be parsed: ${q.error.message}` }, statements: [] };
-    const statements = q.statements.map((s) => this.decideStatement(s));
+    const changes = q.statements.some((s) => s.pathEffects.length);
+    const during = changes ? pathsPerStatement(paths, q.statements.map((s) => s.pathEffects)).during : undefined;
+    const statements = q.statements.map((s, i) => {
+      let under = during?.[i] ?? paths;
+      if (s.pathEffects.some((e) => e.kind === 'prepare')) under = pathsInEffect(under.fallback, under.fallback);
+      return this.decideStatement(s, under);
+    });
     const decision =
       statements.find((d) => d.action === 'deny') ??
       statements.find((d) => d.action === 'approve') ??
@@ -161,11 +200,12 @@ function compile(id: string, def: RuleDef): CompiledRule {
 function namePattern(glob: string): NamePattern {
   const dot = glob.lastIndexOf('.');
   const lower = glob.toLowerCase();
-  if (dot < 0) return { name: globToRegExp(lower, '.') };
-  return { schema: globToRegExp(lower.slice(0, dot), '.'), name: globToRegExp(lower.slice(dot + 1), '.') };
+  if (dot < 0) return { anySchema: true, name: globToRegExp(lower, '.') };
+  const schema = lower.slice(0, dot);
+  return { schema: globToRegExp(schema, '.'), anySchema: /^\*+$/.test(schema), name: globToRegExp(lower.slice(dot + 1), '.') };
 }
 
-function matches(r: CompiledRule, s: StatementAnalysis): boolean {
+function matches(r: CompiledRule, s: StatementAnalysis, resolution: Resolution): boolean {
   const all = r.def.action === 'allow';
   if (s.opaque && !r.statements) return false;
   if (r.statements) {
@@ -175,11 +215,11 @@ function matches(r: CompiledRule, s: StatementAnalysis): boolean {
   if (r.relations) {
     const access = r.def.match.access;
     const hit = (ref: RelationRef) =>
-      (access === undefined || ref.access === access) && nameMatches(r.relations!, ref.schema, ref.name, all ? relationSchemas(ref.name) : undefined);
+      (access === undefined || ref.access === access) && nameMatches(r.relations!, ref.schema, ref.name, all ? resolution.relation(ref.name) : undefined);
     if (all ? !s.relations.every(hit) : !s.relations.some(hit)) return false;
   }
   if (r.functions) {
-    const hit = (ref: FunctionRef) => nameMatches(r.functions!, ref.schema, ref.name, all ? DEFAULT_FUNCTION_SCHEMAS : undefined);
+    const hit = (ref: FunctionRef) => nameMatches(r.functions!, ref.schema, ref.name, all ? resolution.functions : undefined);
     if (all ? !s.functions.every(hit) : !s.functions.some(hit)) return false;
   }
   if (r.pattern && !r.pattern.test(s.text)) return false;
@@ -188,13 +228,14 @@ function matches(r: CompiledRule, s: StatementAnalysis): boolean {
 
 /**
  * Does some pattern cover `schema.name`? An unqualified name is read with each of
- * `defaults` (all must be covered: it may resolve to any of them), or, with no
+ * `defaults` (all must be covered: it may resolve to any of them; ANY_SCHEMA only by a
+ * pattern for any schema), or, with no
  * defaults (deny rules), matches whatever schema the pattern names.
  */
-function nameMatches(patterns: NamePattern[], schema: string | undefined, name: string, defaults?: string[]): boolean {
+function nameMatches(patterns: NamePattern[], schema: string | undefined, name: string, defaults?: readonly string[]): boolean {
   const n = name.toLowerCase();
   const one = (sch: string | undefined) =>
-    patterns.some((p) => p.name.test(n) && (!p.schema || sch === undefined || p.schema.test(sch.toLowerCase())));
+    patterns.some((p) => p.name.test(n) && (!p.schema || sch === undefined || (sch === ANY_SCHEMA ? p.anySchema : p.schema.test(sch.toLowerCase()))));
   if (schema !== undefined || !defaults) return one(schema);
   return defaults.every(one);
 }

@@ -8,7 +8,8 @@
  * Anything this small scanner is not certain about makes it give up (undefined), and
  * the caller analyses the exact text: comments, dollar quotes, backslashes in strings
  * (their meaning depends on standard_conforming_strings), prefixed strings (E'', B'',
- * X'', U&'', N''), numbers glued to letters.
+ * X'', U&'', N''), numbers glued to letters, and set_config() calls, whose literals
+ * name the setting they change.
  */
 
 const SHAPED_FIRST_WORDS = new Set(['select', 'insert', 'update', 'delete', 'with', 'values', 'table']);
@@ -20,6 +21,11 @@ function isIdent(c: number): boolean {
 
 function isDigit(c: number): boolean {
   return c >= 48 && c <= 57;
+}
+
+/** set_config()'s literals say which setting it changes, and to what: its calls are never shaped. */
+function isSetConfig(word: string): boolean {
+  return word.toLowerCase() === 'set_config';
 }
 
 /** The statement starting at `i` (after blanks) is one that may be shaped, or there is none. */
@@ -46,11 +52,14 @@ export function literalShape(sql: string): string | undefined {
   while (i < n) {
     const c = sql.charCodeAt(i);
     if (isIdent(c) && !isDigit(c) && c !== 36) { // a `$` never starts an identifier: it is $1 or a dollar quote
+      const start = i;
       while (i < n && isIdent(sql.charCodeAt(i))) i++; // identifiers and keywords, copied later
       if (sql.charCodeAt(i) === 39 || sql.charCodeAt(i) === 38) return undefined; // E'', B'', U&'' …
+      if (i - start === 10 && isSetConfig(sql.slice(start, i))) return undefined;
       continue;
     }
     if (c === 34) { // "quoted identifier"
+      if (sql.startsWith('"set_config"', i)) return undefined;
       i++;
       for (;;) {
         if (i >= n) return undefined;

@@ -14,8 +14,8 @@
  *     remains is that relations it wrote anywhere may be written by any statement of the group.
  *   - opaque statements (DO, CALL, EXECUTE, COPY to files) get rules naming their kind,
  *     which allow any statement of that kind; kind `other` covers several statement types.
- *   - set and transaction statements become rules of their own: any setting but
- *     search_path (always refused by the engine) may be changed.
+ *   - set and transaction statements become rules of their own: any setting may be
+ *     changed, search_path too (the engine then reads unqualified names under the new path).
  *   - approve rules match on any hit (the engine's reading for approve), by the statements'
  *     most dangerous kind and the relations they wrote (or read, when they wrote none).
  * Every allow rule lists relations and functions explicitly (empty lists where none were

@@ -81,10 +81,12 @@ describe.skipIf(!enabled)('per-statement policy through the redirect', () => {
     expect(opaque.stderr).toContain('interlock: no rule allows this DO statement');
   });
 
-  it('pins search_path, so unqualified names mean what the policy read them as', async () => {
-    const r = await env.psql(["select current_setting('search_path')", 'set search_path = pg_catalog, public', "select 'after'"]);
-    expect(r.stdout.trim().split('\n')).toEqual(['public', 'after']);
-    expect(r.stderr).toContain('interlock: changing search_path is not allowed through interlock');
+  it('follows search_path, so unqualified names are read where they now resolve', async () => {
+    const r = await env.psql(["select current_setting('search_path')", 'set search_path = audit, public', 'select count(*) from customers', 'reset search_path', 'select count(*) from customers']);
+    expect(r.stdout.trim().split('\n')[0]).toBe('public');
+    // audit.customers or public.customers: the rule covers only public.*
+    expect(r.stderr).toContain('interlock: no rule allows this SELECT statement');
+    expect(r.stdout.trim().split('\n').at(-1)).toBe('2'); // after the reset: public.customers
   });
 
   it('keeps a transaction consistent: a denial aborts it like any error, ROLLBACK recovers', async () => {

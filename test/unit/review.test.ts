@@ -263,12 +263,13 @@ describe('suggested policy', () => {
       'DO $$ BEGIN DELETE FROM orders; END $$',
       'EXPLAIN SELECT * FROM orders',
       'COPY orders TO STDOUT',
-      'SET search_path = evil, public',
       "SELECT '<script>alert(1)</script>'", // the denied text itself, again
     ];
     for (const sql of neverSeen) expect([sql, decide(rs, sql)]).toEqual([sql, 'deny']);
     const billing = rulesFor(loadSuggested(suggestedPolicyYaml(data())), 'report-bot', 'billing-db');
     expect(decide(billing, "SELECT number, pg_read_file('/etc/passwd') FROM invoices")).toBe('deny');
+    // a SET rule lets search_path change, but names are then read under the new path
+    expect(decide(rs, 'SET search_path = evil, public; SELECT * FROM orders')).toBe('deny');
     // what did run still runs, with other literals
     expect(decide(rs, 'SELECT id, total FROM orders WHERE customer_id = 7')).toBe('allow');
     expect(decide(rs, 'SELECT 2')).toBe('allow');

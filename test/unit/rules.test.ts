@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initAnalysis } from '../../src/policy/analysis.js';
 import { RuleSet } from '../../src/policy/rules.js';
+import { pathsInEffect } from '../../src/policy/search-path.js';
 import { sqlRules } from '../helpers/policies.js';
 
 const ruleSet = (rules: string) => sqlRules(rules);
@@ -66,12 +67,68 @@ describe('RuleSet', () => {
     expect(decide(rs, '   ').action).toBe('allow');
   });
 
-  it('keeps search_path pinned: SET search_path and set_config() are refused whatever the rules say', () => {
-    for (const sql of ['set search_path = private, public', 'SET LOCAL search_path TO x', "select set_config('search_path', 'x', false)"]) {
-      expect(decide(rs, sql), sql).toMatchObject({ action: 'deny', message: expect.stringContaining('changing search_path is not allowed') });
+  it('lets search_path change by a literal SET or a standalone set_config(), and refuses what it could not follow', () => {
+    for (const sql of ['set search_path = private, public', 'SET LOCAL search_path TO x', "select pg_catalog.set_config('search_path', 'x', false)", 'reset search_path']) {
+      expect(decide(rs, sql).action, sql).toBe('allow');
+    }
+    for (const [sql, message] of [
+      ["select set_config('search_path', $1, false)", 'needs a string literal value'],
+      ["select set_config('search_path', 'x' || 'y', false)", 'needs a string literal value'],
+      ["select set_config('search_path', (select 'x'), false)", 'needs a string literal value'],
+      ["select set_config('search_path', 'x', false) from customers", 'as a statement of its own'],
+      ["select set_config('search_path', 'x', false) where false", 'as a statement of its own'],
+      ["select 1, set_config('search_path', 'x', false)", 'as a statement of its own'],
+      ['select set_config(name, setting, false) from customers', 'not a literal'],
+      ["select set_config('search_path', 'a,,b', false)", 'not a valid search_path'],
+      ['create function f() returns int language sql set search_path = x as $$ select 1 $$', 'statement of its own'],
+    ]) {
+      expect(decide(rs, sql!), sql).toMatchObject({ action: 'deny', message: expect.stringContaining(message!) });
     }
     expect(decide(rs, 'set work_mem = 1024').action).toBe('allow');
-    expect(decide(rs, 'reset search_path').action).toBe('allow'); // back to the pinned value
+    // set_config() of another setting is a SET: a select-only policy does not cover it
+    expect(rs.decideText("select set_config('work_mem', '1MB', false)").kinds).toEqual(['set']);
+    expect(rs.decideText("select set_config('work_mem', '1MB', false) from customers").kinds).toEqual(['set', 'select']);
+    expect(decide(ruleSet("      - { action: allow, match: { statements: [select] } }"), "select set_config('work_mem', '1MB', false)").action).toBe('deny');
+  });
+
+  it('reads unqualified names under the search_paths it is given, and under the path a statement before it set', () => {
+    const r = ruleSet(`
+      - { action: allow, match: { statements: [select], relations: ["private.*"], functions: ["pg_catalog.*", "private.*"] } }
+      - { action: allow, match: { statements: [set] } }`);
+    const priv = pathsInEffect([['private']]);
+    expect(decide(r, 'select * from secrets').action).toBe('deny'); // public.secrets
+    expect(r.decideText('select * from secrets', priv).decision.action).toBe('allow');
+    expect(r.decideText('select now() from secrets', priv).decision.action).toBe('allow');
+    expect(r.decideText('select * from public.secrets', priv).decision.action).toBe('deny');
+    // every path that may be in effect: an allow rule must cover them all
+    expect(r.decideText('select * from secrets', pathsInEffect([['private'], ['public']])).decision.action).toBe('deny');
+    // "$user" may be any schema
+    expect(r.decideText('select * from secrets', pathsInEffect([['$user', 'private']])).decision.action).toBe('deny');
+    // the query's own SET comes first
+    expect(decide(r, 'set search_path = private; select * from secrets').action).toBe('allow');
+    expect(decide(r, "select pg_catalog.set_config('search_path', 'private', false); select * from secrets").action).toBe('allow');
+    expect(r.decideText('set search_path = public; select * from secrets', priv).decision.action).toBe('deny');
+    // a transaction's end may return to an earlier path
+    const inTransaction = pathsInEffect([['private']], [['public']]);
+    expect(r.decideText('select * from secrets', inTransaction).decision.action).toBe('allow');
+    expect(r.decideText('rollback; select * from secrets', inTransaction).decision.action).toBe('deny');
+    // an unqualified set_config() is pg_catalog's only while pg_catalog is searched first
+    expect(r.decideText("select set_config('search_path', 'private', false)", pathsInEffect([['private', 'pg_catalog']])).decision)
+      .toMatchObject({ action: 'deny', message: expect.stringContaining('pg_catalog.set_config') });
+    expect(r.decideText("select pg_catalog.set_config('search_path', 'private', false)", pathsInEffect([['private', 'pg_catalog']])).decision.action).toBe('allow');
+  });
+
+  it('keeps a verdict per search_path: the same text is judged again under another path', () => {
+    const r = ruleSet('      - { action: allow, match: { statements: [select], relations: ["public.*"] } }');
+    expect(r.decideText('select * from t where id = 1').decision.action).toBe('allow');
+    expect(r.decideText('select * from t where id = 2', pathsInEffect([['private']])).decision.action).toBe('deny');
+    expect(r.decideText('select * from t where id = 3').decision.action).toBe('allow');
+    // set_config()'s literals are never shaped away
+    const s = ruleSet(`
+      - { action: allow, match: { statements: [select], relations: ["private.*"] } }
+      - { action: allow, match: { statements: [set] } }`);
+    expect(decide(s, "select pg_catalog.set_config('search_path', 'private', false); select * from secrets").action).toBe('allow');
+    expect(decide(s, "select pg_catalog.set_config('search_path', 'public', false); select * from secrets").action).toBe('deny');
   });
 
   it('remembers verdicts by text', () => {

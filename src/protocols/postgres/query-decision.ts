@@ -8,6 +8,7 @@ import type { Masker } from '../../masking/plan.js';
 import type { LineageJudge } from '../../masking/lineage-judge.js';
 import type { Catalog } from './catalog.js';
 import { copyOutsOf, type CopyOut } from './results.js';
+import { LOGIN_SEARCH_PATH, resolveRelation, type SearchPath } from '../../policy/search-path.js';
 
 /** What column masking knows in a session; each part undefined when it does not apply. */
 export interface MaskingState {
@@ -16,6 +17,8 @@ export interface MaskingState {
   catalog?: Catalog;
   /** set while column rules apply */
   lineage?: LineageJudge;
+  /** every search_path the statement may run under (default: the login path) */
+  paths?: readonly SearchPath[];
 }
 
 /** A COPY ... TO and the columns its rows carry, for the result masker. */
@@ -37,10 +40,11 @@ const COPY_COLUMNS_UNKNOWN = 'COPY TO of a query, or of a table whose columns ar
 export function decideWithMasking(sql: string, verdict: QueryVerdict, m: MaskingState): QueryDecision {
   let { decision } = verdict;
   const masksResults = m.masker !== undefined && !m.masker.empty;
-  const copies = decision.action === 'allow' && masksResults && verdict.kinds.includes('copy_to') ? copyColumns(sql, m.masker!, m.catalog) : undefined;
+  const paths = m.paths ?? [LOGIN_SEARCH_PATH];
+  const copies = decision.action === 'allow' && masksResults && verdict.kinds.includes('copy_to') ? copyColumns(sql, m.masker!, m.catalog, paths) : undefined;
   if (copies === null) decision = { action: 'deny', message: COPY_COLUMNS_UNKNOWN };
-  // policy may run it: column masking has its say (a masked column used other than as a direct output)
-  const refusal = decision.action !== 'deny' ? m.lineage?.check(sql) : undefined;
+  // policy may run it: column masking has its say (a masked column used other than as a direct output), under every path it may run under
+  const refusal = decision.action !== 'deny' ? m.lineage?.check(sql, paths) : undefined;
   if (refusal !== undefined) decision = { action: 'deny', message: refusal };
   return { decision, byMasking: decision !== verdict.decision, ...(copies ? { copies } : {}) };
 }
@@ -50,7 +54,7 @@ export function decideWithMasking(sql: string, verdict: QueryVerdict, m: Masking
  * need them: from the statement's column list, or the table's columns in the catalog
  * read at login), or null when column rules apply and some COPY's columns are unknown.
  */
-function copyColumns(sql: string, masker: Masker, catalog: Catalog | undefined): CopyColumns[] | null {
+function copyColumns(sql: string, masker: Masker, catalog: Catalog | undefined, paths: readonly SearchPath[]): CopyColumns[] | null {
   const needNames = masker.hasColumnRules;
   const out: CopyColumns[] = [];
   for (const copy of copyOutsOf(sql)) {
@@ -58,10 +62,14 @@ function copyColumns(sql: string, masker: Masker, catalog: Catalog | undefined):
       out.push({ copy });
       continue;
     }
-    const table = copy.relation && catalog?.byName.get(`${copy.relation.schema ?? 'public'}.${copy.relation.name}`);
-    const names = copy.relation ? (copy.columns ?? table?.columns) : undefined;
+    const rel = copy.relation;
+    const byName = catalog?.byName;
+    // an unqualified table is looked up along every search_path the COPY may run under: they must agree
+    const qualified = rel && (rel.schema !== undefined ? `${rel.schema}.${rel.name}` : resolveRelation(paths, rel.name, (q) => byName?.has(q) ?? false));
+    if (!qualified) return null;
+    const names = copy.columns ?? byName?.get(qualified)?.columns;
     if (!names) return null;
-    out.push({ copy, columns: { names, tableName: table ? table.name : `${copy.relation!.schema ?? 'public'}.${copy.relation!.name}` } });
+    out.push({ copy, columns: { names, tableName: qualified } });
   }
   return out;
 }

@@ -19,6 +19,8 @@ import { MessageFramer, MessageTooLarge, ProtocolError, type Frame } from './fra
 import { parseStartupPacket, serializeStartup } from './startup.js';
 import { Denials, type Refusal } from './denial.js';
 import { verdictJson, type Decision, type QueryVerdict } from '../../policy/rules.js';
+import { resolveRelation, type PathsInEffect, type SearchPath } from '../../policy/search-path.js';
+import { SessionSearchPath } from './search-path-state.js';
 import type { Outcome, Ticket } from '../../approvals/service.js';
 import type { Masker } from '../../masking/plan.js';
 import { ResultMasker } from './results.js';
@@ -47,9 +49,9 @@ const FORWARDED_PARAMS = new Set([
   'application_name', 'client_encoding', 'datestyle', 'timezone', 'intervalstyle', 'extra_float_digits',
 ]);
 
-/** What the session asks of policy: one verdict per query text. */
+/** What the session asks of policy: one verdict per query text, under the search_paths that may be in effect. */
 export interface StatementJudge {
-  decideText(sql: string): QueryVerdict;
+  decideText(sql: string, searchPath?: PathsInEffect): QueryVerdict;
 }
 
 export interface SessionHooks {
@@ -118,6 +120,8 @@ export class PostgresSession {
   /** a statement waits for approval: client messages after it wait in the framer */
   private heldForApproval?: Ticket;
   private readonly denials = new Denials();
+  /** which search_path the server reads unqualified names under */
+  private readonly searchPath = new SessionSearchPath();
   private results?: ResultMasker;
   /** column masking's check of each statement, and the lineage of its outputs; set while column rules apply */
   private lineage?: LineageJudge;
@@ -261,7 +265,7 @@ export class PostgresSession {
     } catch (e) {
       return this.fail({ severity: 'FATAL', code: '28000', message: `interlock cannot log in to target ${target.name}: ${(e as Error).message}` });
     }
-    // pinned: policy reads unqualified relation names as public.x
+    // the login search_path (LOGIN_SEARCH_PATH), which the session follows from here
     const upstreamParams: Record<string, string> = { user: target.upstream.user, database: served ?? wanted, search_path: 'public' };
     const dropped: string[] = [];
     for (const [k, v] of Object.entries(params)) {
@@ -291,6 +295,7 @@ export class PostgresSession {
     try {
       for (let f = this.fromClient.next(); f; f = this.fromClient.next()) {
         this.clientFrames++;
+        this.searchPath.clientMessage(f.type);
         this.rec.input(f.raw);
         let out: Buffer | Held = f.raw;
         if (f.type === Frontend.Query) out = this.onQuery(f);
@@ -357,9 +362,15 @@ export class PostgresSession {
   /** Audits the verdict; returns what to tell the agent when the statement must not run. */
   private decide(sql: string, protocol: 'simple' | 'extended', statement?: string): Refusal | { ticket: Ticket } | undefined {
     this.queries++;
-    const verdict = this.opts.judge!.decideText(sql);
+    const verdict = this.opts.judge!.decideText(sql, this.searchPath.pathsFor(protocol));
     const { kinds } = verdict;
-    const { decision, copies } = decideWithMasking(sql, verdict, { masker: this.opts.masker, catalog: this.catalog, lineage: this.lineage });
+    const paths = this.searchPath.pathsDuring(verdict, protocol);
+    let { decision, copies } = decideWithMasking(sql, verdict, { masker: this.opts.masker, catalog: this.catalog, lineage: this.lineage, paths });
+    const pathRefusal = decision.action === 'deny' ? undefined : this.searchPath.admit(verdict, protocol, statement);
+    if (pathRefusal) {
+      decision = { action: 'deny', message: pathRefusal };
+      copies = undefined;
+    }
     const verdictMembers = decision === verdict.decision ? verdict.auditJson : verdictJson(kinds, decision);
     const statementMember = statement === undefined ? '' : `,"statement":${JSON.stringify(statement)}`;
     this.opts.hooks.auditSerialized('query', `"protocol":"${protocol}"${statementMember},"query":${JSON.stringify(sql)},${verdictMembers}`);
@@ -487,6 +498,7 @@ export class PostgresSession {
     for (let f = this.fromUpstream.next(); f; f = this.fromUpstream.next()) {
       if (f.type === Backend.DataRow) this.rows++;
       let out = results ? results.frame(f) : f.raw;
+      if (f.type === Backend.ReadyForQuery || f.type === Backend.ErrorResponse) this.searchPath.serverMessage(f.type, f.payload);
       if (f.type === Backend.ErrorResponse) out = this.denials.rewrite(f) ?? out;
       if (out.length === 0) continue;
       if (out === f.raw && run && out.buffer === run.buffer && out.byteOffset === runEnd) {
