@@ -293,7 +293,7 @@ export class PostgresSession {
         else if (f.type === Frontend.Parse) out = this.onParse(f);
         else if (f.type === Frontend.FunctionCall) out = this.onFunctionCall();
         if (!Buffer.isBuffer(out)) return this.hold(f, out);
-        if (!up.write(out)) this.client.pause();
+        if (!this.toUpstream(out)) this.client.pause();
         if (f.type === Frontend.Terminate) {
           this.endReason = 'client terminated';
           up.end();
@@ -302,6 +302,17 @@ export class PostgresSession {
     } finally {
       up.uncork();
     }
+  }
+
+  /**
+   * One client message (or its replacement) to the server. Result masking follows the
+   * protocol from it, and may put a Describe of its own before an Execute.
+   */
+  private toUpstream(message: Buffer): boolean {
+    const up = this.upstream!;
+    const before = this.results?.sent(message);
+    if (before) up.write(before);
+    return up.write(message);
   }
 
   /** The bytes to send upstream for a simple Query: itself, or its denial; or a hold. */
@@ -318,7 +329,14 @@ export class PostgresSession {
     const [sql] = readCString(f.payload, next);
     const d = this.decide(sql, 'extended', name || undefined);
     if (d && 'ticket' in d) return { ticket: d.ticket, command: sql, refuse: (r) => this.denials.parse(name, r) };
-    return d ? this.denials.parse(name, d) : f.raw;
+    if (d) return this.denials.parse(name, d);
+    // masking must know every statement it may describe: past its bounds, no new ones
+    const full = this.results?.refusesParse(name, sql);
+    if (full) {
+      this.opts.hooks.audit('limit.exceeded', { limit: 'prepared statements', from: 'agent', statement: name });
+      return this.denials.parse(name, { message: full });
+    }
+    return f.raw;
   }
 
   /**
@@ -335,7 +353,7 @@ export class PostgresSession {
       const bytes = o.approved
         ? f.raw
         : held.refuse({ message: o.state === 'rejected' ? `interlock: rejected by ${o.by ?? 'an approver'}: ${o.reason ?? 'no reason given'}` : `interlock: ${o.reason ?? 'approval timed out'}` });
-      if (!this.upstream!.write(bytes)) this.client.pause();
+      if (!this.toUpstream(bytes)) this.client.pause();
       this.relayClientMessages(); // what the client sent meanwhile
       this.watchPartialMessage();
     }));
