@@ -361,4 +361,21 @@ describe.skipIf(!canRun)('masking on the extended protocol, against a real Postg
     await c.take(1);
     c.end();
   });
+
+  it('a statement redefined behind our back (PREPARE inside a function) whose rows do not fit its description: withheld, 42501, in step', async () => {
+    pgServer.superSql(`SET ROLE app; CREATE OR REPLACE FUNCTION redefine() RETURNS void LANGUAGE plpgsql AS $$
+      BEGIN EXECUTE 'DEALLOCATE "S_r"'; EXECUTE 'PREPARE "S_r" AS select ssn, email from customers order by id'; END $$;`);
+    const c = await wire();
+    c.send(parse('S_r', 'select id from customers order by id'), describeS('S_r'), sync());
+    expect(types(await c.take(1))).toBe('1tTZ');
+    c.send(serialize.query('select redefine()'));
+    expect(errors(await c.take(1))).toEqual([]);
+    // the next message after the Execute is answered by the server, but the client was told it was skipped
+    c.send(bind('S_r'), execute(), bind('S_r'), sync(), serialize.query('select 1'));
+    const got = await c.take(2);
+    expect(types(got)).toBe('2EZTDCZ');
+    expect(errors(got)[0].C).toBe('42501');
+    expectNoSecret(got);
+    c.end();
+  });
 });

@@ -526,7 +526,11 @@ export class PostgresSession {
     for (let f = this.fromUpstream.next(); f; f = this.fromUpstream.next()) {
       if (f.type === Backend.DataRow) this.rows++;
       let out = results ? results.frame(f) : f.raw;
-      if (f.type === Backend.ErrorResponse) out = this.denials.rewrite(f) ?? out;
+      if (f.type === Backend.ErrorResponse) {
+        // read even when masking drops the error (the client is told the server skipped to Sync): it answers a denial
+        const ours = this.denials.rewrite(f);
+        if (ours && out.length !== 0) out = ours;
+      }
       if (out.length === 0) continue;
       if (out === f.raw && run && out.buffer === run.buffer && out.byteOffset === runEnd) {
         runEnd += out.length;
