@@ -237,6 +237,19 @@ describe('errors, Close and DISCARD keep the book-keeping true', () => {
     expect(r.inserted.length).toBe(1);
   });
 
+  it('an error that comes before the rest of its cycle is sent: what follows up to Sync is ignored by the server, and by us', () => {
+    const r = new Relay();
+    r.send(serialize.parse({ name: 'x', text: 'selec bad', types: [] }), serialize.flush());
+    expect(names(r.reply(serverError('42601', 'syntax error')))).toEqual(['error']);
+    r.send(serialize.bind({ statement: 'x' }), serialize.execute({}), serialize.close({ type: 'S', name: 'x' }), serialize.sync());
+    expect(r.inserted).toEqual([]); // the server will not run that Execute: nothing to describe
+    expect(names(r.reply(ready()))).toEqual(['readyForQuery']);
+    expect(r.results.sent(serialize.query('select 1'))).toBeUndefined();
+    expect(names(r.reply(rowDescription([{ name: 'x' }]), dataRow(['1']), commandComplete('SELECT 1'), ready()))).toEqual([
+      'rowDescription', 'dataRow', 'commandComplete', 'readyForQuery',
+    ]);
+  });
+
   it("a Parse that fails because the name is taken leaves the name to the statement that holds it", () => {
     const r = new Relay();
     prepared(r);

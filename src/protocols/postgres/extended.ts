@@ -111,6 +111,8 @@ export class ExtendedProtocol {
   private executions = 0;
   /** messages sent */
   private seq = 0;
+  /** an error came and no Sync has been sent since: the server ignores what is sent up to the next one */
+  private ignoredUntilSync = false;
 
   /** The client message the next server message answers (undefined: none is pending). */
   get head(): Pending | undefined {
@@ -258,7 +260,7 @@ export class ExtendedProtocol {
     const [name] = readCString(body, 0);
     const portal = this.portals.get(name) ?? this.foreignPortal(name);
     let describe: Buffer | undefined;
-    if (!this.knowsRowsOf(portal)) {
+    if (!this.ignoredUntilSync && !this.knowsRowsOf(portal)) {
       describe = describePortalMessage(name);
       portal.describedIn = this.cycle;
       this.push({ kind: 'describe-portal', portal, ours: true });
@@ -341,6 +343,7 @@ export class ExtendedProtocol {
   private failed(head: Pending | undefined): Pending | undefined {
     if (head === undefined || head.kind === 'query' || head.kind === 'sync') return head;
     while (this.head && this.head.kind !== 'sync') this.skipped(this.shift()!);
+    if (!this.head) this.ignoredUntilSync = true; // its Sync is still to be sent
     return head;
   }
 
@@ -391,6 +394,10 @@ export class ExtendedProtocol {
   // --- book-keeping ----------------------------------------------------------------
 
   private push(p: Pending): void {
+    if (this.ignoredUntilSync) {
+      if (p.kind !== 'sync') return this.skipped(p); // no answer will come
+      this.ignoredUntilSync = false;
+    }
     this.queue.push(p);
   }
 
