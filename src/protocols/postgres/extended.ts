@@ -50,7 +50,8 @@ export interface Statement {
   confirmed: boolean;
   /** its Parse failed: the name means `previous` */
   failed: boolean;
-  readonly previous: Statement | undefined;
+  /** until it is confirmed (then nothing older is kept alive through it) */
+  previous: Statement | undefined;
   /** running it may redefine names: see REDEFINES */
   readonly redefines: boolean;
   /** what it counts against MAX_STATEMENT_BYTES while it is in the map */
@@ -73,7 +74,8 @@ export interface Portal {
   readonly sentIn: number;
   confirmed: boolean;
   failed: boolean;
-  readonly previous: Portal | undefined;
+  /** until it is confirmed */
+  previous: Portal | undefined;
   /** the message sequence number of its Bind (transaction end closes portals bound before it) */
   readonly seq: number;
 }
@@ -117,16 +119,6 @@ export class ExtendedProtocol {
   /** The client message the next server message answers (undefined: none is pending). */
   get head(): Pending | undefined {
     return this.headAt < this.queue.length ? this.queue[this.headAt] : undefined;
-  }
-
-  /** Messages waiting for an answer (for tests and diagnostics). */
-  get pending(): number {
-    return this.queue.length - this.headAt;
-  }
-
-  /** The named statements and portals held (for tests and diagnostics). */
-  get sizes(): { statements: number; portals: number; statementBytes: number } {
-    return { statements: this.statements.size, portals: this.portals.size, statementBytes: this.statementBytes };
   }
 
   /** Why a Parse of `name` must be refused (the bounds), or undefined. */
@@ -174,10 +166,12 @@ export class ExtendedProtocol {
       case Backend.ParseComplete:
         if (head?.kind !== 'parse') return this.outOfTurn('ParseComplete');
         head.statement.confirmed = true;
+        head.statement.previous = undefined;
         return this.shift();
       case Backend.BindComplete:
         if (head?.kind !== 'bind') return this.outOfTurn('BindComplete');
         head.portal.confirmed = true;
+        head.portal.previous = undefined; // else every unnamed portal ever bound would hang off the last one
         return this.shift();
       case Backend.CloseComplete:
         if (head?.kind !== 'close') return this.outOfTurn('CloseComplete');
