@@ -139,18 +139,18 @@ export class ExtendedProtocol {
    */
   sent(message: Buffer): Buffer | undefined {
     this.seq++;
-    const body = message.subarray(5);
+    // read in place (offset 5: after type and length), no view per message
     switch (message[0]) {
-      case Frontend.Parse: return this.onParse(body);
-      case Frontend.Bind: return this.onBind(body);
-      case Frontend.Describe: return this.onDescribe(body);
-      case Frontend.Execute: return this.onExecute(body);
-      case Frontend.Close: return this.onClose(body);
+      case Frontend.Parse: return this.onParse(message);
+      case Frontend.Bind: return this.onBind(message);
+      case Frontend.Describe: return this.onDescribe(message);
+      case Frontend.Execute: return this.onExecute(message);
+      case Frontend.Close: return this.onClose(message);
       case Frontend.Sync:
         this.push({ kind: 'sync', seq: this.seq });
         this.cycle++;
         return undefined;
-      case Frontend.Query: return this.onQuery(body);
+      case Frontend.Query: return this.onQuery(message);
       default: // Flush, CopyData/CopyDone/CopyFail, Terminate: nothing answers them in turn
         return undefined;
     }
@@ -204,9 +204,9 @@ export class ExtendedProtocol {
 
   // --- client side ---------------------------------------------------------------
 
-  private onParse(body: Buffer): undefined {
-    const [name, next] = readCString(body, 0);
-    const [sql] = readCString(body, next);
+  private onParse(m: Buffer): undefined {
+    const [name, next] = name0(m, BODY);
+    const [sql] = readCString(m, next);
     const previous = name === '' ? undefined : this.statements.get(name); // the unnamed one is dropped even if the Parse fails
     const statement: Statement = {
       name, sql, plans: new Map(), describedIn: -1, sentIn: this.cycle, confirmed: false, failed: false, previous,
@@ -218,10 +218,10 @@ export class ExtendedProtocol {
     return undefined;
   }
 
-  private onBind(body: Buffer): undefined {
-    const [name, afterName] = readCString(body, 0);
-    const [statementName, at] = readCString(body, afterName);
-    const formats = resultFormats(body, at);
+  private onBind(m: Buffer): undefined {
+    const [name, afterName] = name0(m, BODY);
+    const [statementName, at] = name0(m, afterName);
+    const formats = resultFormats(m, at);
     const previous = this.portals.get(name);
     if (name !== '' && !previous && this.portals.size >= MAX_PORTALS) {
       throw new ProtocolError(`this session opened over ${MAX_PORTALS} portals in one transaction; the session ends`, '54000');
@@ -235,9 +235,9 @@ export class ExtendedProtocol {
     return undefined;
   }
 
-  private onDescribe(body: Buffer): undefined {
-    const [name] = readCString(body, 1);
-    if (body[0] === 0x53 /* S */) {
+  private onDescribe(m: Buffer): undefined {
+    const [name] = name0(m, BODY + 1);
+    if (m[BODY] === 0x53 /* S */) {
       const statement = this.statements.get(name) ?? this.foreignStatement(name);
       statement.describedIn = this.cycle;
       this.push({ kind: 'describe-statement', statement });
@@ -250,8 +250,8 @@ export class ExtendedProtocol {
     return undefined;
   }
 
-  private onExecute(body: Buffer): Buffer | undefined {
-    const [name] = readCString(body, 0);
+  private onExecute(m: Buffer): Buffer | undefined {
+    const [name] = name0(m, BODY);
     const portal = this.portals.get(name) ?? this.foreignPortal(name);
     let describe: Buffer | undefined;
     if (!this.ignoredUntilSync && !this.knowsRowsOf(portal)) {
@@ -265,16 +265,16 @@ export class ExtendedProtocol {
     return describe;
   }
 
-  private onClose(body: Buffer): undefined {
-    const [name] = readCString(body, 1);
-    if (body[0] === 0x53 /* S */) this.deleteStatement(name);
+  private onClose(m: Buffer): undefined {
+    const [name] = name0(m, BODY + 1);
+    if (m[BODY] === 0x53 /* S */) this.deleteStatement(name);
     else this.portals.delete(name);
     this.push({ kind: 'close' });
     return undefined;
   }
 
-  private onQuery(body: Buffer): undefined {
-    const [sql] = readCString(body, 0);
+  private onQuery(m: Buffer): undefined {
+    const [sql] = readCString(m, BODY);
     this.executions++;
     // a simple query runs in the unnamed statement and portal: the previous ones are gone
     this.deleteStatement('');
@@ -380,7 +380,10 @@ export class ExtendedProtocol {
     // out of a transaction: every portal opened before it is closed
     if (payload[0] === 0x49 /* I */ && this.portals.size > 0) {
       const before = head?.seq ?? this.seq;
-      for (const [name, p] of this.portals) if (p.seq < before) this.portals.delete(name);
+      const unnamed = this.portals.get('');
+      if (unnamed && unnamed.seq < before) this.portals.delete('');
+      // named portals only where there are any (most clients use the unnamed one alone)
+      if (this.portals.size > 0) for (const p of this.portals.values()) if (p.seq < before) this.portals.delete(p.name);
     }
     return head;
   }
@@ -457,7 +460,23 @@ export function formatOf(formats: readonly number[], i: number): 0 | 1 {
   return code === 1 ? 1 : 0;
 }
 
-/** The result-format codes at the end of a Bind body, after its parameters (which start at `at`). */
+/** Where a message's body begins: after its type byte and length. */
+const BODY = 5;
+const UNNAMED: [string, number] = ['', 0];
+
+/**
+ * A statement or portal name at `at`, as readCString reads it; most are the unnamed one,
+ * answered without allocating (a shared tuple: callers destructure it at once).
+ */
+function name0(m: Buffer, at: number): readonly [string, number] {
+  if (m[at] === 0 && at < m.length) {
+    UNNAMED[1] = at + 1;
+    return UNNAMED;
+  }
+  return readCString(m, at);
+}
+
+/** The result-format codes at the end of a Bind, after its parameters (which start at `at`). */
 function resultFormats(body: Buffer, at: number): readonly number[] {
   const need = (n: number) => {
     if (at + n > body.length) throw new ProtocolError('Bind message is cut short');
