@@ -10,6 +10,7 @@ export {
   type MaskerOptions,
   type ResultColumn,
   type RowPlan,
+  type SourceColumn,
   type Scanner,
   type ValueCodec,
 } from './plan.js';

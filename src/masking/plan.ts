@@ -14,6 +14,8 @@
  * over-matching a masking rule is the safe direction). A column whose table is unknown (computed,
  * or the caller could not resolve it) matches a pattern's table/schema segments only where they
  * are exactly `*`: `*.ssn` covers `SELECT ssn AS ssn`-style computed columns, `customers.ssn` does not.
+ * A column rule also matches a column when it matches one of the column's sources (the table
+ * column it was read from): `SELECT ssn AS x FROM customers` is masked by a rule on `ssn`.
  */
 import type { MaskingRuleDef } from '../config/types.js';
 import { getDetector } from './detectors.js';
@@ -24,9 +26,22 @@ import { INT8_OID, JSONB_OID, JSON_OID, NO_DETECT_OIDS, NUMERIC_OID, TEXT_LIKE_O
 
 export type { Scanner } from './apply.js';
 
+/** A table column a result column's values come from. */
+export interface SourceColumn {
+  schema: string;
+  table: string;
+  column: string;
+}
+
 /** A result column as RowDescription describes it. */
 export interface ResultColumn {
   name: string;
+  /**
+   * the table columns its values come from (the one RowDescription names by table OID and
+   * attnum, and any lineage found in the statement): a column rule matching any of them masks
+   * the column, whatever its output name
+   */
+  sources?: readonly SourceColumn[];
   /** "schema.table"; undefined when the column is computed or its table is unknown */
   tableName?: string;
   /** the column comes from a table whose name could not be resolved: every table/schema segment matches (mask more, never less) */
@@ -235,9 +250,13 @@ export class Masker {
         table = c.tableName.slice(dot + 1);
       }
     }
-    const matches = c.unresolvedTable
-      ? (r: CompiledRule) => r.patterns!.some((p) => p.column.test(c.name))
-      : (r: CompiledRule) => r.patterns!.some((p) => patternMatches(p, c.name, schema, table));
+    const byName = c.unresolvedTable
+      ? (p: ColumnPattern) => p.column.test(c.name)
+      : (p: ColumnPattern) => patternMatches(p, c.name, schema, table);
+    const sources = c.sources;
+    const matches = sources?.length
+      ? (r: CompiledRule) => r.patterns!.some((p) => byName(p) || sources.some((src) => patternMatches(p, src.column, src.schema, src.table)))
+      : (r: CompiledRule) => r.patterns!.some(byName);
     for (const r of this.rules) {
       if (r.patterns !== null && r.scanners === null && matches(r)) return { whole: r };
     }

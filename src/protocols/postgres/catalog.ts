@@ -12,18 +12,32 @@ import { LINEAGE_SQL, parseLineageRows } from './catalog-lineage.js';
 
 /** the catalog query and, for lineage (column rules), its views, parents and function names, in one round trip */
 
-/** every relation a column can come from, with its columns, for masking rules that name tables and columns */
+/**
+ * every relation a column can come from, with its columns (names, and their attribute numbers:
+ * RowDescription names a column's source by table OID and attnum), for masking rules
+ */
 export const CATALOG_SQL =
   'SELECT c.oid, n.nspname, c.relname, (SELECT string_agg(a.attname, chr(31) ORDER BY a.attnum) FROM pg_catalog.pg_attribute a ' +
+  'WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), ' +
+  "(SELECT string_agg(a.attnum::text, ',' ORDER BY a.attnum) FROM pg_catalog.pg_attribute a " +
   'WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) ' +
   "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','v','m','p','f')";
 
 /** the catalog query and, for lineage (column rules), its views, parents and function names, in one round trip */
 export const CATALOG_WITH_LINEAGE_SQL = `${CATALOG_SQL};${LINEAGE_SQL}`;
+/** A relation as the catalog lists it. */
+export interface CatalogTable {
+  /** "schema.table" */
+  readonly name: string;
+  readonly schema: string;
+  readonly table: string;
+  /** column names by attribute number; dropped columns leave gaps */
+  readonly columns: ReadonlyMap<number, string>;
+}
 
 export interface Catalog {
-  /** "schema.table" by table OID (RowDescription names tables by OID) */
-  readonly byOid: ReadonlyMap<number, string>;
+  /** relations by OID (RowDescription names a column's table by OID, and the column by attnum) */
+  readonly byOid: ReadonlyMap<number, CatalogTable>;
   /** the table and its columns in order, by "schema.table" (a COPY names its table) */
   readonly byName: ReadonlyMap<string, { name: string; columns: string[] }>;
   /** read when column rules apply: views, parents and functions, for lineage */
@@ -73,24 +87,39 @@ export class CatalogReader {
   }
 }
 
-/** DataRows of CATALOG_SQL: oid, schema, table, columns joined by U+001F. */
+/** DataRows of CATALOG_SQL, each read by tableOf. */
 function parseRows(rows: Buffer[]): Catalog {
-  const byOid = new Map<number, string>();
+  const byOid = new Map<number, CatalogTable>();
   const byName = new Map<string, { name: string; columns: string[] }>();
   for (const payload of rows) {
-    const fields: string[] = [];
-    let at = 2;
-    for (let i = 0; i < 4; i++) {
-      // the upstream's rows are input like any other: a short one is a protocol error, not a read past the end
-      if (at + 4 > payload.length) throw new ProtocolError('catalog row ends inside a field');
-      const len = payload.readInt32BE(at);
-      if (at + 4 + Math.max(len, 0) > payload.length) throw new ProtocolError('catalog row field runs past the row');
-      fields.push(len < 0 ? '' : payload.toString('utf8', at + 4, at + 4 + len));
-      at += 4 + Math.max(len, 0);
-    }
-    const name = `${fields[1]}.${fields[2]}`;
-    byOid.set(Number(fields[0]), name);
-    byName.set(name, { name, columns: fields[3] ? fields[3].split('\x1f') : [] });
+    const { oid, table, names } = tableOf(readFields(payload, 5));
+    byOid.set(oid, table);
+    byName.set(table.name, { name: table.name, columns: names });
   }
   return { byOid, byName };
+}
+
+/** One catalog row: oid, schema, table, column names joined by U+001F, their attnums joined by commas. */
+function tableOf([oid, schema, relname, names, attnums]: string[]): { oid: number; table: CatalogTable; names: string[] } {
+  const nameList = names ? names.split('\x1f') : [];
+  const numbers = attnums ? attnums.split(',') : [];
+  if (numbers.length !== nameList.length) throw new ProtocolError('catalog row lists a different number of attnums than of columns');
+  const columns = new Map<number, string>();
+  nameList.forEach((n, i) => columns.set(Number(numbers[i]), n));
+  return { oid: Number(oid), table: { name: `${schema}.${relname}`, schema, table: relname, columns }, names: nameList };
+}
+
+/** The first `count` fields of a DataRow payload, as text ('' for NULL). */
+function readFields(payload: Buffer, count: number): string[] {
+  const fields: string[] = [];
+  let at = 2;
+  for (let i = 0; i < count; i++) {
+    // the upstream's rows are input like any other: a short one is a protocol error, not a read past the end
+    if (at + 4 > payload.length) throw new ProtocolError('catalog row ends inside a field');
+    const len = payload.readInt32BE(at);
+    if (at + 4 + Math.max(len, 0) > payload.length) throw new ProtocolError('catalog row field runs past the row');
+    fields.push(len < 0 ? '' : payload.toString('utf8', at + 4, at + 4 + len));
+    at += 4 + Math.max(len, 0);
+  }
+  return fields;
 }

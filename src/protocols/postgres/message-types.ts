@@ -4,6 +4,12 @@
 export const Frontend = {
   Query: 0x51, // 'Q'
   Parse: 0x50, // 'P'
+  Bind: 0x42, // 'B'
+  Describe: 0x44, // 'D'
+  Execute: 0x45, // 'E'
+  Close: 0x43, // 'C'
+  Sync: 0x53, // 'S'
+  Flush: 0x48, // 'H'
   FunctionCall: 0x46, // 'F'
   Terminate: 0x58, // 'X'
 } as const;
@@ -20,4 +26,11 @@ export const Backend = {
   CopyData: 0x64, // 'd'
   CopyDone: 0x63, // 'c'
   CommandComplete: 0x43, // 'C'
+  EmptyQueryResponse: 0x49, // 'I'
+  ParseComplete: 0x31, // '1'
+  BindComplete: 0x32, // '2'
+  CloseComplete: 0x33, // '3'
+  ParameterDescription: 0x74, // 't'
+  NoData: 0x6e, // 'n'
+  PortalSuspended: 0x73, // 's'
 } as const;

@@ -1,23 +1,34 @@
 /**
  * Masking of what the server sends back, one backend message at a time. No I/O:
- * the session feeds frames in and writes out what comes back.
+ * the session feeds frames in and writes out what comes back, and tells it every
+ * client message it sends upstream (sent), so that each result set is known by the
+ * statement it answers (extended.ts).
  *
  *   RowDescription   plan the result set once (which columns, which rules)
- *   DataRow          rewritten only when the plan touches a column, else passed through
+ *   Execute's rows   planned from its portal's description: the client's Describe, or
+ *                    its statement's with the Bind's formats, or our own Describe
+ *   DataRow          rewritten only when the plan touches a column, else passed through;
+ *                    a row no description covers is never passed as is (unplannedRow)
  *   CopyOutResponse  text/CSV rows masked line by line; binary COPY cannot be masked
  *                    and is swallowed, then answered with an error in place of its tag
  *   CommandComplete  the masked-value counts of the statement are reported
  */
 import { parseSync } from 'libpg-query';
 import { copyDataMessage, maskCopyLine, maskDataRow, type CopyOptions, type MaskCounts } from '../../masking/index.js';
-import type { Masker, ResultColumn, RowPlan } from '../../masking/plan.js';
+import type { Masker, ResultColumn, RowPlan, SourceColumn } from '../../masking/plan.js';
+import { analyzeQuery } from '../../policy/analysis.js';
 import { errorResponse, readCString } from './backend.js';
+import type { CatalogTable } from './catalog.js';
+import { ExtendedProtocol, formatOf, keepPlan, live, type Pending, type Portal } from './extended.js';
 import { ProtocolError, type Frame } from './framer.js';
 import { Backend } from './message-types.js';
 
 
 const DROP = Buffer.alloc(0);
 const MAX_PLANS = 256;
+
+/** For the text of one statement: per output column, the table columns its values come from (lineage). */
+export type OutputSources = (statementSql: string) => readonly (readonly SourceColumn[] | undefined)[] | undefined;
 
 export interface CopyFormat {
   format: 'text' | 'csv' | 'binary';
@@ -27,22 +38,46 @@ export interface CopyFormat {
 
 type CopyState = { mode: 'mask'; format: CopyFormat; plan: RowPlan; skipHeader: boolean } | { mode: 'swallow' } | undefined;
 
+/** The current result's rows cannot be planned: no description covers them, or they do not fit it. */
+const UNPLANNED: RowPlan = Object.freeze({ touchesNothing: false, columns: [], other: null });
+
 export class ResultMasker {
+  /** the current result's plan; undefined until its first row asks */
   private plan: RowPlan | undefined;
   private copy: CopyState;
   private copyBlocked = false;
+  /** rows of the current result were withheld (unplannedRow): its end becomes an error */
+  private rowsWithheld = false;
+  /** we answered an Execute with an error the server did not send: its replies up to ReadyForQuery are not the client's */
+  private swallowing = false;
   private counts: MaskCounts = {};
   private masked = 0;
   /** COPY TO formats of the statements sent, oldest first (their CopyOutResponses come in that order) */
   private readonly copyOuts: { format: CopyFormat; plan: RowPlan }[] = [];
   private readonly plans = new Map<string, RowPlan>();
+  private readonly protocol = new ExtendedProtocol();
+  private readonly unknownColumns: RowPlan;
 
   constructor(
     private readonly masker: Masker,
-    /** "schema.table" by table OID; undefined: resolution was not needed or failed */
-    private readonly tableNames: ReadonlyMap<number, string> | undefined,
+    /** relations by table OID; undefined: resolution was not needed or failed */
+    private readonly tables: ReadonlyMap<number, CatalogTable> | undefined,
     private readonly onMasked: (tag: string, counts: MaskCounts) => void,
-  ) {}
+    /** lineage of a statement's output columns, when it is known (by statement text) */
+    private readonly outputSources?: OutputSources,
+  ) {
+    this.unknownColumns = masker.forUnknownColumns();
+  }
+
+  /** A client message on its way upstream (whole). Returns a message to send right before it, or undefined. */
+  sent(message: Buffer): Buffer | undefined {
+    return this.protocol.sent(message);
+  }
+
+  /** Why a Parse of `name` must be refused (too many prepared statements), or undefined. */
+  refusesParse(name: string, sql: string): string | undefined {
+    return this.protocol.refusesParse(name, sql);
+  }
 
   /**
    * A COPY ... TO STDOUT is on its way to the server. `columns` (with the table they
@@ -60,20 +95,57 @@ export class ResultMasker {
    * one too large to be held whole can be relayed in pieces, unread.
    */
   passesUnread(type: number): boolean {
-    if (type === Backend.DataRow) return !this.plan || this.plan.touchesNothing;
+    if (type === Backend.DataRow) return (this.plan ??= this.rowsPlan()).touchesNothing && !this.swallowing;
     if (type === Backend.CopyData) return this.copy === undefined;
     return false;
   }
 
   /** What to send the client for this backend message: f.raw, a replacement, or an empty buffer (nothing). */
   frame(f: Frame): Buffer {
+    if (f.type === Backend.DataRow) return this.swallowing ? DROP : this.dataRow(f);
+    const swallowing = this.swallowing;
+    const answers = this.protocol.received(f.type, f.payload);
+    const out = this.message(f, answers);
+    if (!swallowing || !answersClient(f.type)) return out;
+    if (answers?.kind === 'sync') {
+      this.swallowing = false; // the Sync's ReadyForQuery: the client is back in step
+      return out;
+    }
+    return DROP;
+  }
+
+  private dataRow(f: Frame): Buffer {
+    const plan = (this.plan ??= this.rowsPlan());
+    // a plan whose columns are not the row's (a statement redefined behind our back) is no plan
+    if (plan === UNPLANNED || (f.payload.length >= 2 ? f.payload.readInt16BE(0) : -1) !== plan.columns.length) return this.unplannedRow(f);
+    if (plan.touchesNothing) return f.raw;
+    return this.count(maskDataRow(f.payload, plan, this.counts)) ?? f.raw;
+  }
+
+  /**
+   * A row no description covers is never passed as is: every detector runs on every field;
+   * and where column rules apply (which need the columns) it is withheld, and its result
+   * ends in an error.
+   */
+  private unplannedRow(f: Frame): Buffer {
+    if (this.masker.hasColumnRules) {
+      this.rowsWithheld = true;
+      return DROP;
+    }
+    return this.count(maskDataRow(f.payload, this.unknownColumns, this.counts)) ?? f.raw;
+  }
+
+  private message(f: Frame, answers: Pending | undefined): Buffer {
     switch (f.type) {
       case Backend.RowDescription:
-        this.plan = this.planFor(f.payload);
+        return this.rowDescription(f, answers);
+      case Backend.NoData:
+        if (answers?.kind === 'describe-portal') {
+          const portal = live(answers.portal);
+          if (portal) portal.plan = null;
+          if (answers.ours) return DROP;
+        }
         return f.raw;
-      case Backend.DataRow:
-        if (!this.plan || this.plan.touchesNothing) return f.raw;
-        return this.count(maskDataRow(f.payload, this.plan, this.counts)) ?? f.raw;
       case Backend.CopyOutResponse:
         return this.copyOut(f);
       case Backend.CopyData:
@@ -83,23 +155,70 @@ export class ResultMasker {
         this.copy = undefined;
         return f.raw;
       case Backend.CommandComplete:
-        return this.commandComplete(f);
+      case Backend.PortalSuspended:
+      case Backend.EmptyQueryResponse:
+        return this.resultEnd(f, answers);
       case Backend.ErrorResponse:
       case Backend.ReadyForQuery:
         this.plan = undefined;
         this.copy = undefined;
+        this.rowsWithheld = false;
         return f.raw;
       default:
         return f.raw;
     }
   }
 
+  private rowDescription(f: Frame, answers: Pending | undefined): Buffer {
+    if (answers?.kind === 'describe-statement') return f.raw; // a statement's shape, kept by the protocol: no rows follow it
+    if (answers?.kind === 'describe-portal') {
+      const portal = live(answers.portal);
+      if (portal) portal.plan = this.planFor(f.payload, live(portal.statement)?.sql);
+      return answers.ours ? DROP : f.raw;
+    }
+    // a simple query's result: its rows follow
+    this.plan = this.planFor(f.payload, answers?.kind === 'query' ? this.statementText(answers) : undefined);
+    return f.raw;
+  }
+
+  /** The plan of the rows now arriving, when no RowDescription came with them: their Execute's portal's. */
+  private rowsPlan(): RowPlan {
+    const head = this.protocol.head;
+    if (head?.kind !== 'execute') return UNPLANNED;
+    const portal = live(head.portal);
+    return (portal && this.portalPlan(portal)) ?? UNPLANNED;
+  }
+
+  /** A portal's described rows, or its statement's with the Bind's formats applied; null or undefined when unknown. */
+  private portalPlan(portal: Portal): RowPlan | null | undefined {
+    if (portal.plan !== undefined) return portal.plan;
+    const s = live(portal.statement);
+    if (!s?.description) return undefined;
+    let plan = s.plans.get(portal.formatsKey);
+    if (!plan) {
+      plan = this.masker.forColumns(this.columns(s.description, s.sql, portal.formats));
+      keepPlan(s, portal.formatsKey, plan);
+    }
+    return plan;
+  }
+
+  /** Of a simple query of several statements, the one whose results come now. */
+  private statementText(q: Extract<Pending, { kind: 'query' }>): string | undefined {
+    if (!this.outputSources) return undefined;
+    try {
+      return analyzeQuery(q.sql).statements[q.statement]?.text;
+    } catch {
+      return undefined; // the parser is not loaded: no lineage, names and catalog still apply
+    }
+  }
+
   /** Result sets repeat their shape (the same query again and again): plan each shape once. */
-  private planFor(rowDescription: Buffer): RowPlan {
-    const key = rowDescription.toString('latin1');
+  private planFor(rowDescription: Buffer, sql: string | undefined): RowPlan {
+    // with lineage the statement decides the plan too; without it, the shape alone does
+    const key = this.outputSources && sql !== undefined ? `${sql}\0${rowDescription.toString('latin1')}` : rowDescription.toString('latin1');
     let plan = this.plans.get(key);
     if (!plan) {
-      plan = this.masker.forColumns(this.columns(rowDescription));
+      plan = this.masker.forColumns(this.columns(rowDescription, sql));
       if (this.plans.size >= MAX_PLANS) this.plans.clear();
       this.plans.set(key, plan);
     }
@@ -111,9 +230,15 @@ export class ResultMasker {
     return replacement;
   }
 
-  private columns(payload: Buffer): ResultColumn[] {
+  /**
+   * The columns of a RowDescription, each with its sources: the table column the server
+   * names (table OID, attnum) and the statement's lineage. `formats`: a Bind's result
+   * formats, in place of the description's own (a statement's description has none yet).
+   */
+  private columns(payload: Buffer, sql: string | undefined, formats?: readonly number[]): ResultColumn[] {
     if (payload.length < 2) throw new ProtocolError('RowDescription too short');
     const n = payload.readInt16BE(0);
+    const lineage = sql !== undefined ? this.outputSources?.(sql) : undefined;
     const out: ResultColumn[] = [];
     let at = 2;
     for (let i = 0; i < n; i++) {
@@ -121,11 +246,16 @@ export class ResultMasker {
       // 18 bytes of fixed fields follow each name: table oid, column, type, size, modifier, format
       if (next + 18 > payload.length) throw new ProtocolError('RowDescription ends inside a column');
       const tableOid = payload.readUInt32BE(next);
+      const attnum = payload.readInt16BE(next + 4);
       const typeOid = payload.readUInt32BE(next + 6);
-      const format = payload.readInt16BE(next + 16) === 1 ? 1 : 0;
+      const format = formats ? formatOf(formats, i) : payload.readInt16BE(next + 16) === 1 ? 1 : 0;
       at = next + 18;
-      const tableName = tableOid ? this.tableNames?.get(tableOid) : undefined;
-      out.push({ name, typeOid, format, tableName, unresolvedTable: tableOid !== 0 && tableName === undefined });
+      const table = tableOid ? this.tables?.get(tableOid) : undefined;
+      const column: ResultColumn = { name, typeOid, format, tableName: table?.name, unresolvedTable: tableOid !== 0 && table === undefined };
+      const read = table?.columns.get(attnum);
+      const sources = [...(read !== undefined ? [{ schema: table!.schema, table: table!.table, column: read }] : []), ...(lineage?.[i] ?? [])];
+      if (sources.length) column.sources = sources;
+      out.push(column);
     }
     return out;
   }
@@ -158,20 +288,35 @@ export class ResultMasker {
     return copyDataMessage(body);
   }
 
-  private commandComplete(f: Frame): Buffer {
+  /** CommandComplete, PortalSuspended or EmptyQueryResponse: the end of a result (or of its first rows). */
+  private resultEnd(f: Frame, answers: Pending | undefined): Buffer {
     this.plan = undefined;
+    if (this.rowsWithheld) {
+      this.rowsWithheld = false;
+      // the client now expects the server to skip to Sync, as after any error in the extended protocol
+      if (answers?.kind === 'execute') this.swallowing = true;
+      return errorResponse({
+        severity: 'ERROR', code: '42501',
+        message: 'interlock: rows of a result whose columns are not described cannot be masked; they were withheld (Describe the statement or portal)',
+      });
+    }
     if (this.copyBlocked) {
       this.copyBlocked = false;
       this.copy = undefined;
       return errorResponse({ severity: 'ERROR', code: '42501', message: 'interlock: binary COPY output cannot be masked; use COPY in text or CSV format' });
     }
-    if (this.masked > 0) {
+    if (f.type === Backend.CommandComplete && this.masked > 0) {
       this.onMasked(readCString(f.payload, 0)[0], this.counts);
       this.counts = {};
       this.masked = 0;
     }
     return f.raw;
   }
+}
+
+/** Messages that answer a client's message (not NoticeResponse, ParameterStatus, NotificationResponse). */
+function answersClient(type: number): boolean {
+  return type !== 0x4e && type !== 0x53 && type !== 0x41;
 }
 
 /** What a COPY ... TO statement sends: its format and options, and where its columns come from. */

@@ -302,7 +302,7 @@ export class PostgresSession {
         else if (f.type === Frontend.Parse) out = this.onParse(f);
         else if (f.type === Frontend.FunctionCall) out = this.onFunctionCall();
         if (!Buffer.isBuffer(out)) return this.hold(f, out);
-        if (!up.write(out)) this.client.pause();
+        if (!this.toUpstream(out)) this.client.pause();
         if (f.type === Frontend.Terminate) {
           this.endReason = 'client terminated';
           up.end();
@@ -311,6 +311,17 @@ export class PostgresSession {
     } finally {
       up.uncork();
     }
+  }
+
+  /**
+   * One client message (or its replacement) to the server. Result masking follows the
+   * protocol from it, and may put a Describe of its own before an Execute.
+   */
+  private toUpstream(message: Buffer): boolean {
+    const up = this.upstream!;
+    const before = this.results?.sent(message);
+    if (before) up.write(before);
+    return up.write(message);
   }
 
   /** The bytes to send upstream for a simple Query: itself, or its denial; or a hold. */
@@ -327,7 +338,14 @@ export class PostgresSession {
     const [sql] = readCString(f.payload, next);
     const d = this.decide(sql, 'extended', name || undefined);
     if (d && 'ticket' in d) return { ticket: d.ticket, command: sql, refuse: (r) => this.denials.parse(name, r) };
-    return d ? this.denials.parse(name, d) : f.raw;
+    if (d) return this.denials.parse(name, d);
+    // masking must know every statement it may describe: past its bounds, no new ones
+    const full = this.results?.refusesParse(name, sql);
+    if (full) {
+      this.opts.hooks.audit('limit.exceeded', { limit: 'prepared statements', from: 'agent', statement: name });
+      return this.denials.parse(name, { message: full });
+    }
+    return f.raw;
   }
 
   /**
@@ -344,7 +362,7 @@ export class PostgresSession {
       const bytes = o.approved
         ? f.raw
         : held.refuse({ message: o.state === 'rejected' ? `interlock: rejected by ${o.by ?? 'an approver'}: ${o.reason ?? 'no reason given'}` : `interlock: ${o.reason ?? 'approval timed out'}` });
-      if (!this.upstream!.write(bytes)) this.client.pause();
+      if (!this.toUpstream(bytes)) this.client.pause();
       this.relayClientMessages(); // what the client sent meanwhile
       this.watchPartialMessage();
     }));
@@ -499,7 +517,11 @@ export class PostgresSession {
       if (f.type === Backend.DataRow) this.rows++;
       let out = results ? results.frame(f) : f.raw;
       if (f.type === Backend.ReadyForQuery || f.type === Backend.ErrorResponse) this.searchPath.serverMessage(f.type, f.payload);
-      if (f.type === Backend.ErrorResponse) out = this.denials.rewrite(f) ?? out;
+      if (f.type === Backend.ErrorResponse) {
+        // read even when masking drops the error (the client is told the server skipped to Sync): it answers a denial
+        const ours = this.denials.rewrite(f);
+        if (ours && out.length !== 0) out = ours;
+      }
       if (out.length === 0) continue;
       if (out === f.raw && run && out.buffer === run.buffer && out.byteOffset === runEnd) {
         runEnd += out.length;
@@ -595,12 +617,14 @@ export class PostgresSession {
     this.upstream!.setKeepAlive(true, 60_000);
     const masker = this.opts.masker;
     // column rules follow lineage: no catalog, no statement (fail closed)
-    if (masker?.hasColumnRules) this.lineage = new LineageJudge(this.catalog?.lineage, masker.lineageRules);
+    const lineage = masker?.hasColumnRules ? new LineageJudge(this.catalog?.lineage, masker.lineageRules) : undefined;
+    this.lineage = lineage;
     if (masker && !masker.empty) {
       this.results = new ResultMasker(masker, this.catalog?.byOid, (tag, counts) => {
         this.opts.hooks.audit('masked', { tag, counts });
         this.rec.note({ k: 'masked', tag, counts });
-      });
+        // each result's columns carry the masked sources lineage found at their positions
+      }, lineage ? (sql) => lineage.outputs(sql) : undefined);
     }
     this.relayClientMessages(); // what the client sent ahead
     this.watchPartialMessage();
