@@ -17,7 +17,8 @@ export type OutputSources = readonly (readonly SourceColumn[])[];
 
 interface QueryLineage {
   refused?: string;
-  statements: readonly (StatementLineage & { reads?: string })[];
+  /** `sources`: the outputs' masked sources, made once per analysis; `reads`: the cursor or prepared statement a FETCH / EXECUTE reads */
+  statements: readonly (StatementLineage & { reads?: string; sources?: OutputSources })[];
 }
 
 const CACHE_ENTRIES = 4096;
@@ -59,6 +60,10 @@ export class LineageJudge {
   private readonly named = new Map<string, readonly OutputColumn[]>();
   /** every search path a checked statement may have run under: results are read under all of them */
   private readonly pathsSeen = new Map<string, SearchPath>([[LOGIN_SEARCH_PATH.join(','), LOGIN_SEARCH_PATH]]);
+  private pathsVersion = 0;
+  private readonly namedSources = new Map<string, OutputSources>();
+  /** outputs merged over several paths, by the first path's analysis of the statement */
+  private readonly merged = new WeakMap<object, { version: number; sources: OutputSources | undefined }>();
 
   /** `catalog` undefined: it could not be read, and every statement is refused (fail closed). */
   constructor(
@@ -83,32 +88,63 @@ export class LineageJudge {
     }
     for (const [key, variants] of defined) {
       if (!this.named.has(key) && this.named.size >= MAX_NAMED) return `too many cursors and prepared statements in one session (${MAX_NAMED}) while column masking applies`;
-      this.named.set(key, mergeOutputs(variants));
+      const outputs = mergeOutputs(variants);
+      this.named.set(key, outputs);
+      this.namedSources.set(key, Object.freeze(outputs.map((o) => o.sources)));
     }
-    for (const path of paths) {
-      const k = path.join(',');
-      if (!this.pathsSeen.has(k) && this.pathsSeen.size < MAX_PATHS) this.pathsSeen.set(k, path);
+    // the common case, the login path alone, costs nothing here
+    if (paths.length !== 1 || paths[0] !== LOGIN_SEARCH_PATH) {
+      for (const path of paths) {
+        const k = path.join(',');
+        if (!this.pathsSeen.has(k) && this.pathsSeen.size < MAX_PATHS) {
+          this.pathsSeen.set(k, path);
+          this.pathsVersion++;
+        }
+      }
     }
     return undefined;
   }
 
   /**
-   * The masked sources of each output column of one statement's rows (a statement's own text,
-   * as analyzeQuery splits it), or undefined when it returns no rows lineage knows of.
+   * The masked sources of each output column of statement `index` of a query text, or
+   * undefined when it returns no rows lineage knows of. The same array comes back for the
+   * same statement shape (result plans are kept by it).
    */
-  outputs(statement: string): OutputSources | undefined {
-    return this.outputColumns(statement)?.map((o) => o.sources);
+  outputs(sql: string, index = 0): OutputSources | undefined {
+    if (this.pathsSeen.size === 1) {
+      const s = this.analyse(sql, LOGIN_SEARCH_PATH).statements[index];
+      return s?.sources ?? (s?.reads ? this.namedSources.get(s.reads) : undefined);
+    }
+    const first = this.analyse(sql, this.pathsSeen.values().next().value!).statements[index];
+    if (!first) return undefined;
+    const memo = this.merged.get(first);
+    if (memo?.version === this.pathsVersion) return memo.sources;
+    const columns = this.outputColumns(sql, index);
+    const sources = columns ? Object.freeze(columns.map((o) => o.sources)) : undefined;
+    this.merged.set(first, { version: this.pathsVersion, sources });
+    return sources;
   }
 
   /** The same, with each output's name (and whether a `*` of unknown width made later positions unknown). */
-  outputColumns(statement: string): readonly OutputColumn[] | undefined {
+  outputColumns(sql: string, index = 0): readonly OutputColumn[] | undefined {
     const variants: (readonly OutputColumn[])[] = [];
     for (const path of this.pathsSeen.values()) {
-      const s = this.analyse(statement, path).statements[0];
+      const s = this.analyse(sql, path).statements[index];
       const outputs = s?.outputs ?? (s?.reads ? this.named.get(s.reads) : undefined);
       if (outputs) variants.push(outputs);
     }
     return variants.length ? (variants.length === 1 ? variants[0] : mergeOutputs(variants)) : undefined;
+  }
+
+  /** The covered column each of a table's `columns` holds (itself, or a parent table's), for COPY of a table. */
+  tableColumnSources(qualified: string, columns: readonly string[]): OutputSources | undefined {
+    if (!this.catalog) return undefined;
+    const dot = qualified.indexOf('.');
+    const ctx = cacheFor(this.catalog, this.rules, LOGIN_SEARCH_PATH).ctx;
+    return columns.map((column) => {
+      const covered = ctx.masked({ schema: qualified.slice(0, dot), table: qualified.slice(dot + 1), column });
+      return covered ? [covered] : [];
+    });
   }
 
   private analyse(sql: string, path: SearchPath): QueryLineage {
@@ -150,7 +186,8 @@ function analyseText(sql: string, ctx: CatalogLineageContext): QueryLineage {
   const statements = stmts.map((s) => {
     const l = statementLineage(s.stmt, ctx);
     const reads = namedResult(s.stmt);
-    return reads ? { ...l, reads } : l;
+    const sources = l.outputs ? Object.freeze(l.outputs.map((o) => o.sources)) : undefined;
+    return { ...l, ...(reads ? { reads } : {}), ...(sources ? { sources } : {}) };
   });
   const refused = statements.find((s) => s.refused)?.refused;
   return refused ? { refused, statements } : { statements };

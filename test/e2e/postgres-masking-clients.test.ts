@@ -59,6 +59,7 @@ describe.skipIf(!enabled)('masking against every statement shape and client libr
     masking: [
       '      - { columns: [ssn, "customers.email"], strategy: redact }',
       '      - { detectors: [credit_card], strategy: redact }',
+      '      - { columns: ["members.email"], strategy: redact }',
     ].join('\n'),
   });
   let runClient!: ReturnType<typeof clientScripts>;
@@ -84,6 +85,9 @@ describe.skipIf(!enabled)('masking against every statement shape and client libr
       INSERT INTO customers VALUES ${values};
       CREATE VIEW contacts AS SELECT id, ssn AS tax_id, email FROM customers;
       CREATE FUNCTION lookup(int) RETURNS text LANGUAGE sql STABLE AS 'SELECT ssn FROM customers WHERE id = $1';
+      CREATE TABLE members (id int, email text) PARTITION BY RANGE (id);
+      CREATE TABLE members_low PARTITION OF members FOR VALUES FROM (0) TO (100);
+      INSERT INTO members VALUES (1, '${ROWS[0].email}'), (2, '${ROWS[1].email}');
       RESET ROLE;
       ANALYZE customers;`);
     runClient = clientScripts(join(env.root, 'clients'));
@@ -128,6 +132,25 @@ describe.skipIf(!enabled)('masking against every statement shape and client libr
       const lines = r.stdout.trim().split('\n');
       expect(lines.slice(0, 3)).toEqual(['1|[redacted]', '2|[redacted]', '3|[redacted]']);
       expect(lines[3]).toMatch(/^9\|/);
+    });
+  });
+
+  describe('a partition holds its parent\'s rows: the parent\'s column rule covers it', () => {
+    it.each([
+      ['selected from the partition', 'select id, email from members_low order by id'],
+      ['copied from the partition', 'copy members_low to stdout'],
+      ['selected from the parent', 'select * from members order by id'],
+    ])('%s is masked in place', async (_what, sql) => {
+      const want = direct(sql);
+      expect(leaks(want)).not.toEqual([]);
+      const r = await agent(sql);
+      expect(leaks(r.stdout + r.stderr)).toEqual([]);
+      expect(r.stdout).toBe(maskedInPlace(want));
+    });
+    it('computing on the partition\'s column is refused', async () => {
+      const r = await agent("select lower(email) from members_low");
+      expect(leaks(r.stdout + r.stderr)).toEqual([]);
+      expectRefused(r, /members\.email/);
     });
   });
 

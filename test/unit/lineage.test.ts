@@ -22,6 +22,7 @@ export const CATALOG: LineageCatalog = {
     rel('public', 'shouting', ['u'], ' SELECT upper(customers.ssn) AS u\n   FROM customers;'),
     rel('public', 'filtered', ['name'], " SELECT customers.name\n   FROM customers\n  WHERE customers.ssn ~~ '078%'::text;"),
     rel('public', 'contact_names', ['id', 'tax_id'], ' SELECT contacts.id, contacts.tax_id FROM contacts;'),
+    ['public.customers_2024', { schema: 'public', name: 'customers_2024', columns: ['id', 'name', 'email', 'ssn', 'card', 'note'], parents: ['public.customers'] }],
     rel('pg_catalog', 'pg_stats', ['schemaname', 'tablename', 'attname', 'most_common_vals']),
     rel('pg_catalog', 'pg_class', ['oid', 'relname']),
   ]),
@@ -183,5 +184,13 @@ describe('FROM items that read other FROM items', () => {
   });
   it('a sampled table keeps its lineage', () => {
     expect(sourcesOf('select ssn from customers tablesample bernoulli (50)')).toEqual(['customers.ssn']);
+  });
+});
+
+describe('partitions and inheriting children hold their parent\'s rows', () => {
+  it('their columns are masked as the parent\'s, on the wire and in COPY', () => {
+    expect(sourcesOf('select name, email from customers_2024')).toEqual(['', 'customers.email']);
+    expect(judge().check("select email || '' from customers_2024")).toContain('customers.email');
+    expect(judge().tableColumnSources('public.customers_2024', ['id', 'email'])?.map((s) => s.map((c) => `${c.table}.${c.column}`))).toEqual([[], ['customers.email']]);
   });
 });

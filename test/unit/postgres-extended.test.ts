@@ -86,7 +86,7 @@ class Relay {
   /** every Describe the proxy put before an Execute */
   readonly inserted: Buffer[] = [];
   constructor(m: Masker = masker, outputSources?: OutputSources, readonly sqls: string[] = []) {
-    this.results = new ResultMasker(m, tables, () => {}, outputSources && ((sql) => (this.sqls.push(sql), outputSources(sql))));
+    this.results = new ResultMasker(m, tables, () => {}, outputSources && ((sql, index) => (this.sqls.push(`${index}: ${sql}`), outputSources(sql, index))));
   }
   send(...msgs: Buffer[]): this {
     for (const m of msgs) {
@@ -365,7 +365,9 @@ describe('bounds', () => {
 describe('the statement behind each result set (for lineage)', () => {
   beforeAll(() => initAnalysis());
 
-  const lineage: OutputSources = (sql) => (sql.includes('from masked_view') ? [[{ schema: 'public', table: 'customers', column: 'email' }]] : undefined);
+  const MASKED_SOURCES = [[{ schema: 'public', table: 'customers', column: 'email' }]];
+  // statement `index` of the text, as the lineage judge reads it
+  const lineage: OutputSources = (sql, index) => (sql.split(';')[index]?.includes('from masked_view') ? MASKED_SOURCES : undefined);
   const cols: Col[] = [{ name: 'a' }];
 
   it('a simple query of several statements: each result set is planned with its own statement', () => {
@@ -375,7 +377,7 @@ describe('the statement behind each result set (for lineage)', () => {
       rowDescription(cols), dataRow([EMAIL]), commandComplete('SELECT 1'), ready());
     // the same RowDescription bytes: the statement, not the shape, tells them apart
     expect(rows(got)).toEqual([[EMAIL], [R]]);
-    expect(r.sqls).toEqual(['select a from plain_view', 'select a from masked_view']);
+    expect(r.sqls).toEqual(['0: select a from plain_view; select a from masked_view', '1: select a from plain_view; select a from masked_view']);
   });
 
   it("an Execute's rows are planned with its portal's statement, by our Describe or by the statement's", () => {
@@ -385,7 +387,7 @@ describe('the statement behind each result set (for lineage)', () => {
     prepared(r, 'm2', cols, 'select a from masked_view where true');
     r.send(serialize.bind({ statement: 'm2' }), serialize.execute({}), serialize.sync());
     expect(rows(r.reply(bindComplete(), dataRow([EMAIL]), commandComplete('SELECT 1'), ready()))).toEqual([[R]]);
-    expect(r.sqls).toContain('select a from masked_view where true');
+    expect(r.sqls).toContain('0: select a from masked_view where true');
   });
 
   it('the column the server names by table OID and attnum is a source: an alias does not hide it', () => {

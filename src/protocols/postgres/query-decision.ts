@@ -6,6 +6,7 @@
 import type { Decision, QueryVerdict } from '../../policy/rules.js';
 import type { Masker } from '../../masking/plan.js';
 import type { LineageJudge } from '../../masking/lineage-judge.js';
+import type { SourceColumn } from '../../masking/lineage.js';
 import type { Catalog } from './catalog.js';
 import { copyOutsOf, type CopyOut } from './results.js';
 import { LOGIN_SEARCH_PATH, resolveRelation, type SearchPath } from '../../policy/search-path.js';
@@ -24,7 +25,7 @@ export interface MaskingState {
 /** A COPY ... TO and the columns its rows carry, for the result masker. */
 export interface CopyColumns {
   copy: CopyOut;
-  columns?: { names: string[]; tableName?: string };
+  columns?: { names: string[]; tableName?: string; sources?: readonly (readonly SourceColumn[])[] };
 }
 
 export interface QueryDecision {
@@ -41,7 +42,7 @@ export function decideWithMasking(sql: string, verdict: QueryVerdict, m: Masking
   let { decision } = verdict;
   const masksResults = m.masker !== undefined && !m.masker.empty;
   const paths = m.paths ?? [LOGIN_SEARCH_PATH];
-  const copies = decision.action === 'allow' && masksResults && verdict.kinds.includes('copy_to') ? copyColumns(sql, m.masker!, m.catalog, paths) : undefined;
+  const copies = decision.action === 'allow' && masksResults && verdict.kinds.includes('copy_to') ? copyColumns(sql, m.masker!, m.catalog, paths, m.lineage) : undefined;
   if (copies === null) decision = { action: 'deny', message: COPY_COLUMNS_UNKNOWN };
   // policy may run it: column masking has its say (a masked column used other than as a direct output), under every path it may run under
   const refusal = decision.action !== 'deny' ? m.lineage?.check(sql, paths) : undefined;
@@ -54,7 +55,7 @@ export function decideWithMasking(sql: string, verdict: QueryVerdict, m: Masking
  * need them: from the statement's column list, or the table's columns in the catalog
  * read at login), or null when column rules apply and some COPY's columns are unknown.
  */
-function copyColumns(sql: string, masker: Masker, catalog: Catalog | undefined, paths: readonly SearchPath[]): CopyColumns[] | null {
+function copyColumns(sql: string, masker: Masker, catalog: Catalog | undefined, paths: readonly SearchPath[], lineage?: LineageJudge): CopyColumns[] | null {
   const needNames = masker.hasColumnRules;
   const out: CopyColumns[] = [];
   for (const copy of copyOutsOf(sql)) {
@@ -69,7 +70,9 @@ function copyColumns(sql: string, masker: Masker, catalog: Catalog | undefined, 
     if (!qualified) return null;
     const names = copy.columns ?? byName?.get(qualified)?.columns;
     if (!names) return null;
-    out.push({ copy, columns: { names, tableName: qualified } });
+    // a partition or an inheriting child is masked like its parent: lineage names the covered columns
+    const sources = lineage?.tableColumnSources(qualified, names);
+    out.push({ copy, columns: sources ? { names, tableName: qualified, sources } : { names, tableName: qualified } });
   }
   return out;
 }

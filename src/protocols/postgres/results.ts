@@ -16,7 +16,6 @@
 import { parseSync } from 'libpg-query';
 import { copyDataMessage, maskCopyLine, maskDataRow, type CopyOptions, type MaskCounts } from '../../masking/index.js';
 import type { Masker, ResultColumn, RowPlan, SourceColumn } from '../../masking/plan.js';
-import { analyzeQuery } from '../../policy/analysis.js';
 import { errorResponse, readCString } from './backend.js';
 import type { CatalogTable } from './catalog.js';
 import { ExtendedProtocol, formatOf, keepPlan, live, type Pending, type Portal } from './extended.js';
@@ -28,7 +27,12 @@ const DROP = Buffer.alloc(0);
 const MAX_PLANS = 256;
 
 /** For the text of one statement: per output column, the table columns its values come from (lineage). */
-export type OutputSources = (statementSql: string) => readonly (readonly SourceColumn[] | undefined)[] | undefined;
+/**
+ * Lineage's masked sources by output position for statement `index` of a query text, or
+ * undefined. The same array comes back for the same statement shape: plans are kept by it.
+ */
+export type OutputSources = (querySql: string, index: number) => LineageSources | undefined;
+export type LineageSources = readonly (readonly SourceColumn[] | undefined)[];
 
 export interface CopyFormat {
   format: 'text' | 'csv' | 'binary';
@@ -55,6 +59,8 @@ export class ResultMasker {
   /** COPY TO formats of the statements sent, oldest first (their CopyOutResponses come in that order) */
   private readonly copyOuts: { format: CopyFormat; plan: RowPlan }[] = [];
   private readonly plans = new Map<string, RowPlan>();
+  /** plans of results lineage describes, by its sources object (one per statement shape): weakly, as shapes leave the cache */
+  private readonly plansByLineage = new WeakMap<LineageSources, Map<string, RowPlan>>();
   private readonly protocol = new ExtendedProtocol();
   private readonly unknownColumns: RowPlan;
 
@@ -83,9 +89,9 @@ export class ResultMasker {
    * A COPY ... TO STDOUT is on its way to the server. `columns` (with the table they
    * belong to) let column rules apply to its rows; without them only detectors run.
    */
-  expectCopy(copy: CopyFormat, columns?: { names: string[]; tableName?: string }): void {
+  expectCopy(copy: CopyFormat, columns?: { names: string[]; tableName?: string; sources?: readonly (readonly SourceColumn[])[] }): void {
     const plan = columns
-      ? this.masker.forColumns(columns.names.map((name) => ({ name, tableName: columns.tableName, typeOid: 0, format: 0 })))
+      ? this.masker.forColumns(columns.names.map((name, i) => ({ name, tableName: columns.tableName, typeOid: 0, format: 0, sources: columns.sources?.[i] })))
       : this.masker.forUnknownColumns();
     this.copyOuts.push({ format: copy, plan });
   }
@@ -173,11 +179,11 @@ export class ResultMasker {
     if (answers?.kind === 'describe-statement') return f.raw; // a statement's shape, kept by the protocol: no rows follow it
     if (answers?.kind === 'describe-portal') {
       const portal = live(answers.portal);
-      if (portal) portal.plan = this.planFor(f.payload, live(portal.statement)?.sql);
+      if (portal) portal.plan = this.planFor(f.payload, this.lineageOf(live(portal.statement)?.sql, 0));
       return answers.ours ? DROP : f.raw;
     }
     // a simple query's result: its rows follow
-    this.plan = this.planFor(f.payload, answers?.kind === 'query' ? this.statementText(answers) : undefined);
+    this.plan = this.planFor(f.payload, answers?.kind === 'query' ? this.lineageOf(answers.sql, answers.statement) : undefined);
     return f.raw;
   }
 
@@ -196,31 +202,33 @@ export class ResultMasker {
     if (!s?.description) return undefined;
     let plan = s.plans.get(portal.formatsKey);
     if (!plan) {
-      plan = this.masker.forColumns(this.columns(s.description, s.sql, portal.formats));
+      plan = this.masker.forColumns(this.columns(s.description, this.lineageOf(s.sql, 0), portal.formats));
       keepPlan(s, portal.formatsKey, plan);
     }
     return plan;
   }
 
-  /** Of a simple query of several statements, the one whose results come now. */
-  private statementText(q: Extract<Pending, { kind: 'query' }>): string | undefined {
-    if (!this.outputSources) return undefined;
-    try {
-      return analyzeQuery(q.sql).statements[q.statement]?.text;
-    } catch {
-      return undefined; // the parser is not loaded: no lineage, names and catalog still apply
-    }
+  /** Lineage's sources for statement `index` of a query text (a simple query's, or a prepared statement's). */
+  private lineageOf(sql: string | undefined, index: number): LineageSources | undefined {
+    return sql !== undefined && this.outputSources ? this.outputSources(sql, index) : undefined;
   }
 
-  /** Result sets repeat their shape (the same query again and again): plan each shape once. */
-  private planFor(rowDescription: Buffer, sql: string | undefined): RowPlan {
-    // with lineage the statement decides the plan too; without it, the shape alone does
-    const key = this.outputSources && sql !== undefined ? `${sql}\0${rowDescription.toString('latin1')}` : rowDescription.toString('latin1');
-    let plan = this.plans.get(key);
+  /**
+   * Result sets repeat their shape (the same query again and again): plan each shape once,
+   * per lineage where lineage applies (its sources are one object per statement shape).
+   */
+  private planFor(rowDescription: Buffer, lineage: LineageSources | undefined): RowPlan {
+    let plans = this.plans;
+    if (lineage) {
+      plans = this.plansByLineage.get(lineage) ?? new Map();
+      if (plans.size === 0) this.plansByLineage.set(lineage, plans);
+    }
+    const key = rowDescription.toString('latin1');
+    let plan = plans.get(key);
     if (!plan) {
-      plan = this.masker.forColumns(this.columns(rowDescription, sql));
-      if (this.plans.size >= MAX_PLANS) this.plans.clear();
-      this.plans.set(key, plan);
+      plan = this.masker.forColumns(this.columns(rowDescription, lineage));
+      if (plans.size >= MAX_PLANS) plans.clear();
+      plans.set(key, plan);
     }
     return plan;
   }
@@ -235,10 +243,9 @@ export class ResultMasker {
    * names (table OID, attnum) and the statement's lineage. `formats`: a Bind's result
    * formats, in place of the description's own (a statement's description has none yet).
    */
-  private columns(payload: Buffer, sql: string | undefined, formats?: readonly number[]): ResultColumn[] {
+  private columns(payload: Buffer, lineage: LineageSources | undefined, formats?: readonly number[]): ResultColumn[] {
     if (payload.length < 2) throw new ProtocolError('RowDescription too short');
     const n = payload.readInt16BE(0);
-    const lineage = sql !== undefined ? this.outputSources?.(sql) : undefined;
     const out: ResultColumn[] = [];
     let at = 2;
     for (let i = 0; i < n; i++) {

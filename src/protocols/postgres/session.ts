@@ -624,7 +624,7 @@ export class PostgresSession {
         this.opts.hooks.audit('masked', { tag, counts });
         this.rec.note({ k: 'masked', tag, counts });
         // each result's columns carry the masked sources lineage found at their positions
-      }, lineage ? (sql) => lineage.outputs(sql) : undefined);
+      }, lineage ? (sql, index) => lineage.outputs(sql, index) : undefined);
     }
     this.relayClientMessages(); // what the client sent ahead
     this.watchPartialMessage();
