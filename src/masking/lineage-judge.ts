@@ -23,8 +23,8 @@ interface QueryLineage {
 
 const CACHE_ENTRIES = 4096;
 const MAX_CACHED_TEXT = 64 * 1024;
-/** a session's cursors and prepared statements with known outputs, at most */
-const MAX_NAMED = 1024;
+/** a session's cursors and prepared statements whose outputs are kept (the extended protocol's own bound is 4,096 statements) */
+const MAX_NAMED = 4096;
 
 interface PathCache {
   ctx: CatalogLineageContext;
@@ -57,11 +57,12 @@ const MAX_PATHS = 8;
 const UNAVAILABLE = 'column masking applies to this target, but its catalog could not be read at login; no statement can be checked';
 
 export class LineageJudge {
-  private readonly named = new Map<string, readonly OutputColumn[]>();
+  /** outputs of the session's cursors and prepared statements, by "kind\nname" (bounded: the oldest are forgotten) */
+  private readonly named = new Lru<string, readonly OutputColumn[]>(MAX_NAMED);
   /** every search path a checked statement may have run under: results are read under all of them */
   private readonly pathsSeen = new Map<string, SearchPath>([[LOGIN_SEARCH_PATH.join(','), LOGIN_SEARCH_PATH]]);
   private pathsVersion = 0;
-  private readonly namedSources = new Map<string, OutputSources>();
+  private readonly namedSources = new Lru<string, OutputSources>(MAX_NAMED);
   /** outputs merged over several paths, by the first path's analysis of the statement */
   private readonly merged = new WeakMap<object, { version: number; sources: OutputSources | undefined }>();
 
@@ -73,21 +74,29 @@ export class LineageJudge {
 
   /**
    * Why this query text must not run, or undefined, judged under every search path it may run
-   * under. Records the outputs of its DECLAREs and PREPAREs.
+   * under. Records the outputs of its DECLAREs and PREPAREs, and of itself when it is the
+   * Parse of a named statement (`preparedAs`).
    */
-  check(sql: string, paths: readonly SearchPath[] = [LOGIN_SEARCH_PATH]): string | undefined {
-    const defined = new Map<string, OutputColumn[][]>();
+  check(sql: string, paths: readonly SearchPath[] = [LOGIN_SEARCH_PATH], preparedAs?: string, shape?: string): string | undefined {
+    let defined: Map<string, OutputColumn[][]> | undefined; // made only when something is declared
     for (const path of paths) {
-      const q = this.analyse(sql, path);
+      const q = this.analyse(sql, path, shape);
       if (q.refused) return q.refused;
+      // a Parse of a named statement: SQL's EXECUTE name runs it too (one namespace)
+      if (preparedAs) (defined ??= new Map()).set(`prepared\n${preparedAs}`, [...(defined.get(`prepared\n${preparedAs}`) ?? []), [...(q.statements[0]?.outputs ?? [])]]);
+      let earlier: Set<string> | undefined; // declared by an earlier statement of this text
       for (const s of q.statements) {
+        // a FETCH or EXECUTE of something lineage never saw declared: its rows could only be masked by the server's description
+        if (s.reads && !earlier?.has(s.reads) && this.named.get(s.reads) === undefined) {
+          return `${s.reads.replace('\n', ' ')} was not declared through interlock (or is long forgotten): column masking cannot follow its rows; declare it again`;
+        }
         if (!s.defines) continue;
         const key = `${s.defines.kind}\n${s.defines.name}`;
-        defined.set(key, [...(defined.get(key) ?? []), [...(s.outputs ?? [])]]);
+        (earlier ??= new Set()).add(key);
+        (defined ??= new Map()).set(key, [...(defined.get(key) ?? []), [...(s.outputs ?? [])]]);
       }
     }
-    for (const [key, variants] of defined) {
-      if (!this.named.has(key) && this.named.size >= MAX_NAMED) return `too many cursors and prepared statements in one session (${MAX_NAMED}) while column masking applies`;
+    for (const [key, variants] of defined ?? []) {
       const outputs = mergeOutputs(variants);
       this.named.set(key, outputs);
       this.namedSources.set(key, Object.freeze(outputs.map((o) => o.sources)));
@@ -147,11 +156,11 @@ export class LineageJudge {
     });
   }
 
-  private analyse(sql: string, path: SearchPath): QueryLineage {
+  /** `shape`: the text's literal-free shape when the caller has it already (policy's verdict does) */
+  private analyse(sql: string, path: SearchPath, shape?: string): QueryLineage {
     if (!this.catalog) return { refused: UNAVAILABLE, statements: [] };
     const cache = cacheFor(this.catalog, this.rules, path);
-    const shape = literalShape(sql);
-    const key = shape ?? sql;
+    const key = shape ?? literalShape(sql) ?? sql;
     let q = cache.queries.get(key);
     if (!q) {
       q = analyseText(key, cache.ctx);

@@ -82,6 +82,8 @@ export interface QueryVerdict {
   pathEffects?: readonly (readonly PathEffect[])[];
   /** some relation or function is named without a schema: what it means depends on search_path */
   pathDependent?: boolean;
+  /** the text it was decided on: the statement's literal-free shape (or its exact text), shared by every text of that shape */
+  shape?: string;
 }
 
 /** The verdict's audit members: `"kinds":[…],"decision":"…","rule":"…"[,"message":"…"]`. */
@@ -145,7 +147,7 @@ export class RuleSet {
       const kinds = [...new Set(q.statements.flatMap((s) => s.kinds))];
       const effects = q.statements.some((s) => s.pathEffects.length) ? q.statements.map((s) => s.pathEffects) : undefined;
       const pathDependent = q.statements.some((s) => s.relations.some((r) => r.schema === undefined) || s.functions.some((f) => f.schema === undefined));
-      v = Object.freeze({ decision, kinds, auditJson: verdictJson(kinds, decision), pathEffects: effects, pathDependent });
+      v = Object.freeze({ decision, kinds, auditJson: verdictJson(kinds, decision), pathEffects: effects, pathDependent, shape: text });
       if (key.length <= MAX_CACHED_TEXT) this.verdicts.set(key, v);
     }
     return v;

@@ -194,3 +194,20 @@ describe('partitions and inheriting children hold their parent\'s rows', () => {
     expect(judge().tableColumnSources('public.customers_2024', ['id', 'email'])?.map((s) => s.map((c) => `${c.table}.${c.column}`))).toEqual([[], ['customers.email']]);
   });
 });
+
+describe('cursors and prepared statements lineage never saw declared', () => {
+  it('a FETCH or EXECUTE of an unknown name is refused; declared in the same text or before, it is followed', () => {
+    const j = judge();
+    expect(j.check('fetch all from nowhere')).toMatch(/cursor nowhere was not declared through interlock/);
+    expect(j.check('execute p1')).toMatch(/prepared p1 was not declared/);
+    expect(j.check("declare c cursor for select ssn from customers union all select 'x'; fetch all from c")).toBeUndefined();
+    expect(j.outputs('fetch all from c')?.[0]?.[0]?.column).toBe('ssn');
+  });
+
+  it('a Parse of a named statement is what a later SQL EXECUTE of that name returns', () => {
+    const j = judge();
+    expect(j.check("select email from customers union all select 'x'", undefined, 'S_1')).toBeUndefined();
+    expect(j.check('execute "S_1"')).toBeUndefined();
+    expect(j.outputs('EXECUTE "S_1"')?.[0]?.[0]?.column).toBe('email');
+  });
+});

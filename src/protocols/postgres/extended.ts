@@ -302,8 +302,9 @@ export class ExtendedProtocol {
 
   /** A statement prepared behind our back (SQL PREPARE): known by name only. */
   private foreignStatement(name: string): Statement {
+    // prepared by SQL PREPARE (the same namespace): lineage reads it as `EXECUTE name`, which it knows from the PREPARE
     const s: Statement = {
-      name, sql: undefined, plans: new Map(), describedIn: -1, sentIn: this.cycle, confirmed: true, failed: false,
+      name, sql: `EXECUTE ${quoteIdentifier(name)}`, plans: new Map(), describedIn: -1, sentIn: this.cycle, confirmed: true, failed: false,
       previous: undefined, redefines: false, bytes: 0,
     };
     if (this.statements.size < MAX_STATEMENTS) this.setStatement(s); // else it stays unnamed here: described again next time
@@ -312,8 +313,13 @@ export class ExtendedProtocol {
 
   /** A portal opened behind our back (DECLARE, a function's cursor): known by name only. */
   private foreignPortal(name: string): Portal {
+    // a cursor (the same namespace): lineage reads its rows as a FETCH, which it knows from the DECLARE
+    const cursor: Statement = {
+      name: '', sql: `FETCH ALL FROM ${quoteIdentifier(name)}`, plans: new Map(), describedIn: -1, sentIn: this.cycle, confirmed: true,
+      failed: false, previous: undefined, redefines: false, bytes: 0,
+    };
     const p: Portal = {
-      name, statement: undefined, formats: NO_FORMATS, formatsKey: '', describedIn: -1, epoch: this.executions,
+      name, statement: cursor, formats: NO_FORMATS, formatsKey: '', describedIn: -1, epoch: this.executions,
       sentIn: this.cycle, confirmed: true, failed: false, previous: undefined, seq: this.seq,
     };
     if (this.portals.size < MAX_PORTALS) this.portals.set(name, p);
@@ -522,4 +528,9 @@ function describePortalMessage(name: string): Buffer {
   out.write(name, 6, 'utf8');
   out[6 + len] = 0;
   return out;
+}
+
+/** A name as a quoted SQL identifier. */
+function quoteIdentifier(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
 }

@@ -20,6 +20,8 @@ export interface MaskingState {
   lineage?: LineageJudge;
   /** every search_path the statement may run under (default: the login path) */
   paths?: readonly SearchPath[];
+  /** the name a Parse gives the statement (SQL's EXECUTE can run it too) */
+  preparedAs?: string;
 }
 
 /** A COPY ... TO and the columns its rows carry, for the result masker. */
@@ -45,7 +47,7 @@ export function decideWithMasking(sql: string, verdict: QueryVerdict, m: Masking
   const copies = decision.action === 'allow' && masksResults && verdict.kinds.includes('copy_to') ? copyColumns(sql, m.masker!, m.catalog, paths, m.lineage) : undefined;
   if (copies === null) decision = { action: 'deny', message: COPY_COLUMNS_UNKNOWN };
   // policy may run it: column masking has its say (a masked column used other than as a direct output), under every path it may run under
-  const refusal = decision.action !== 'deny' ? m.lineage?.check(sql, paths) : undefined;
+  const refusal = decision.action !== 'deny' ? m.lineage?.check(sql, paths, m.preparedAs, verdict.shape) : undefined;
   if (refusal !== undefined) decision = { action: 'deny', message: refusal };
   return { decision, byMasking: decision !== verdict.decision, ...(copies ? { copies } : {}) };
 }

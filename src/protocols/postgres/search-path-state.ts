@@ -108,6 +108,8 @@ export class SessionSearchPath {
     const r = this.replay;
     if (status === READY_IDLE) {
       if (r && !r.inBlock && r.session !== UNKNOWN && !this.unseenTransactions) {
+        // the per-statement common case: idle on the one path already in effect, nothing to recompute
+        if (this.sticky.length === 0 && this.current.length === 1 && this.fallback.length === 1 && this.current[0] === r.session && this.fallback[0] === r.session) return;
         this.current = this.fallback = [r.session];
       } else {
         // the transaction ended, somehow: to any path it may have left

@@ -383,7 +383,7 @@ export class PostgresSession {
     const verdict = this.opts.judge!.decideText(sql, this.searchPath.pathsFor(protocol));
     const { kinds } = verdict;
     const paths = this.searchPath.pathsDuring(verdict, protocol);
-    let { decision, copies } = decideWithMasking(sql, verdict, { masker: this.opts.masker, catalog: this.catalog, lineage: this.lineage, paths });
+    let { decision, copies } = decideWithMasking(sql, verdict, { masker: this.opts.masker, catalog: this.catalog, lineage: this.lineage, paths, preparedAs: statement });
     const pathRefusal = decision.action === 'deny' ? undefined : this.searchPath.admit(verdict, protocol, statement);
     if (pathRefusal) {
       decision = { action: 'deny', message: pathRefusal };
