@@ -39,7 +39,8 @@ export async function policyCommand(ctx: CommandContext): Promise<number> {
   await initAnalysis();
   // hashed values are never shown here: any key will do
   const enforcement = compileEnforcement(policies, randomBytes(32));
-  const catalog: CatalogOutcome = !enforcement.masker.hasColumnRules
+  // as a session: the catalog is read for column rules and for the policy's judgement of function calls
+  const catalog: CatalogOutcome = !enforcement.masker.hasColumnRules && !enforcement.judge.judgesFunctions
     ? { notNeeded: true }
     : ctx.values.offline === true
       ? { missing: '--offline' }

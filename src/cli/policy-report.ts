@@ -8,6 +8,7 @@ import type { RuleAction } from '../config/types.js';
 import { noPolicyRefusal } from '../daemon/admission.js';
 import type { Enforcement } from '../daemon/enforcement.js';
 import { LineageJudge } from '../masking/lineage-judge.js';
+import { catalogFunctionEffects, UNKNOWN_EFFECTS } from '../policy/function-effects.js';
 import type { OutputColumn, SourceColumn } from '../masking/lineage.js';
 import type { ColumnMasking, ResultColumn } from '../masking/plan.js';
 import { analyzeQuery, type StatementAnalysis } from '../policy/analysis.js';
@@ -101,18 +102,20 @@ export function checkReport(sql: string, s: CheckSubject): PolicyCheckReport {
   // as a session: lineage only while column rules apply, and without a catalog it refuses everything
   const lineage = () => (masker.hasColumnRules ? new LineageJudge(catalog?.lineage, masker.lineageRules) : undefined);
   const masking = (): MaskingState => ({ masker, catalog, lineage: lineage() });
+  // which calls may write, from the catalog; none read: every call but the harmless built-ins, as the proxy does
+  const effects = judge.judgesFunctions ? (catalog?.lineage ? catalogFunctionEffects(catalog.lineage) : UNKNOWN_EFFECTS) : undefined;
   const name = (i: number) => s.maskingRuleNames[i] ?? `masking rule ${i + 1}`;
   const named = (m: ColumnMasking): OutputMasking =>
     m.kind === 'whole' ? { kind: 'whole', rule: name(m.rule), strategy: m.strategy }
       : m.kind === 'scan' ? { kind: 'scan', detectors: m.detectors.map((d) => ({ ...d, rule: name(d.rule) })) }
         : m;
 
-  const whole = decideWithMasking(sql, judge.decideText(sql), masking());
+  const whole = decideWithMasking(sql, judge.decideText(sql, undefined, effects), masking());
   const analysis = analyzeQuery(sql);
   // statement by statement, in order, with one session's lineage state (a PREPARE before its EXECUTE)
   const perStatement = masking();
   const statements = analysis.statements.map((st): StatementReport => {
-    const verdict = judge.decideText(st.text);
+    const verdict = judge.decideText(st.text, undefined, effects);
     const d = decideWithMasking(st.text, verdict, perStatement);
     const columns = perStatement.lineage?.outputColumns(st.text);
     return {
@@ -174,9 +177,9 @@ function noPolicy(s: CheckSubject): DecisionReport {
 }
 
 function catalogLine(c: CatalogOutcome, columnRules: boolean): PolicyCheckReport['catalog'] {
-  if ('notNeeded' in c) return { read: false, detail: 'not needed: no masking rule names columns' };
+  if ('notNeeded' in c) return { read: false, detail: 'not needed: no masking rule names columns and no rule judges statements' };
   if ('missing' in c) {
-    return { read: false, detail: `not read (${c.missing})${columnRules ? '; without it column masking refuses every statement, as the proxy does' : ''}` };
+    return { read: false, detail: `not read (${c.missing})${columnRules ? '; without it column masking refuses every statement, as the proxy does' : ''}; every function call but the harmless built-ins counts as a possible write` };
   }
   return { read: true, detail: `read from ${c.from}: ${c.catalog.byName.size} relations` };
 }

@@ -38,7 +38,7 @@ const KUBE_MATCH_KEYS = ['verbs', 'apiGroups', 'resources', 'namespaces', 'names
 export const RULE_ACTIONS = ['allow', 'deny', 'approve'] as const;
 export const STATEMENT_KINDS = [
   'select', 'insert', 'update', 'delete', 'merge', 'copy_to', 'copy_from', 'create', 'alter', 'drop',
-  'truncate', 'grant', 'revoke', 'set', 'transaction', 'explain', 'call', 'do', 'other',
+  'truncate', 'grant', 'revoke', 'set', 'transaction', 'explain', 'call', 'do', 'other', 'function_write',
 ] as const;
 export const DETECTORS = ['email', 'credit_card', 'iban', 'ssn', 'phone', 'jwt', 'aws_key', 'gcp_key', 'azure_key', 'private_key'] as const;
 export const MASKING_STRATEGIES = ['redact', 'partial', 'hash'] as const;

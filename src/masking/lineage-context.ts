@@ -15,6 +15,9 @@ export interface LineageCatalog {
   readonly builtinFunctions: ReadonlySet<string>;
   /** function names defined in any other schema (they may take an unqualified call from a built-in) */
   readonly otherFunctions: ReadonlySet<string>;
+  /** names with a volatile overload, in pg_catalog and elsewhere (policy/function-effects.ts) */
+  readonly volatileBuiltins?: ReadonlySet<string>;
+  readonly volatileOthers?: ReadonlySet<string>;
 }
 
 export interface LineageRules {

@@ -15,7 +15,9 @@ import type { PathEffect } from './search-path.js';
 
 export type StatementKind =
   | 'select' | 'insert' | 'update' | 'delete' | 'merge' | 'copy_to' | 'copy_from' | 'create' | 'alter'
-  | 'drop' | 'truncate' | 'grant' | 'revoke' | 'set' | 'transaction' | 'explain' | 'call' | 'do' | 'other';
+  | 'drop' | 'truncate' | 'grant' | 'revoke' | 'set' | 'transaction' | 'explain' | 'call' | 'do' | 'other'
+  /** calls a function that may change the database (volatile, by the catalog: policy/function-effects.ts) */
+  | 'function_write';
 
 export interface RelationRef { schema?: string; name: string; access: 'read' | 'write' }
 export interface FunctionRef { schema?: string; name: string }
@@ -33,6 +35,8 @@ export interface StatementAnalysis {
   opaque: boolean;
   /** Run-time settings it changes (SET / SET LOCAL name, set_config() of a known name), lower case. */
   settings: string[];
+  /** set by the rule engine: the functions that made it a `function_write` */
+  writers?: string[];
   /** What it does to search_path, and to the transactions that scope such changes, in order (search-path.ts). */
   pathEffects: PathEffect[];
   /** Why its change of search_path cannot be followed (a value that is not a literal, say): it is refused. */
@@ -48,7 +52,7 @@ export interface QueryAnalysis {
 }
 
 export const DANGER_ORDER: StatementKind[] = [
-  'do', 'call', 'drop', 'truncate', 'alter', 'grant', 'revoke', 'create', 'copy_from', 'merge', 'delete',
+  'do', 'call', 'function_write', 'drop', 'truncate', 'alter', 'grant', 'revoke', 'create', 'copy_from', 'merge', 'delete',
   'update', 'insert', 'copy_to', 'set', 'other', 'explain', 'transaction', 'select',
 ];
 const RANK = new Map(DANGER_ORDER.map((kind, i) => [kind, i]));

@@ -17,7 +17,8 @@
  */
 import type { PolicyDef, RuleAction, RuleDef } from '../config/types.js';
 import { globToRegExp } from '../util/glob.js';
-import { analyzeQuery, type FunctionRef, type QueryAnalysis, type RelationRef, type StatementAnalysis } from './analysis.js';
+import type { FunctionEffects } from './function-effects.js';
+import { analyzeQuery, DANGER_ORDER, type FunctionRef, type QueryAnalysis, type RelationRef, type StatementAnalysis } from './analysis.js';
 import { Lru } from './lru.js';
 import {
   ANY_SCHEMA, LOGIN_PATHS, catalogSearchedFirst, functionSchemas, pathsInEffect, pathsPerStatement, relationSchemas,
@@ -97,6 +98,8 @@ const MAX_CACHED_TEXT = 64 * 1024;
 export class RuleSet {
   private readonly rules: CompiledRule[];
   private readonly verdicts = new Lru<string, QueryVerdict>(4096);
+  /** verdicts under a catalog's function effects (one effects object per catalog): weakly, catalogs come and go */
+  private readonly verdictsByEffects = new WeakMap<FunctionEffects, Lru<string, QueryVerdict>>();
 
   /** some rule matches on the statement text, which shaping would hide */
   private readonly readsText: boolean;
@@ -109,6 +112,11 @@ export class RuleSet {
 
   get size(): number {
     return this.rules.length;
+  }
+
+  /** Function calls are judged by the catalog's volatility (decideText's `effects`): sessions read it at login. */
+  get judgesFunctions(): boolean {
+    return this.rules.length > 0;
   }
 
   /** One statement, run under any of `paths.current` (default: the login path). */
@@ -137,19 +145,27 @@ export class RuleSet {
    * (by its exact text when a rule looks at text) and the search_paths in effect:
    * repeated statements cost a lookup.
    */
-  decideText(sql: string, paths: PathsInEffect = LOGIN_PATHS): QueryVerdict {
+  /** `effects`: which function calls may write, from the session's catalog; without it calls are judged as today (reads) */
+  decideText(sql: string, paths: PathsInEffect = LOGIN_PATHS, effects?: FunctionEffects): QueryVerdict {
     const text = (!this.readsText && literalShape(sql)) || sql;
     const key = paths.key === '' ? text : `${paths.key}\0${text}`; // a NUL never occurs in a query
-    let v = this.verdicts.get(key);
+    const verdicts = effects ? this.verdictsFor(effects) : this.verdicts;
+    let v = verdicts.get(key);
     if (!v) {
-      const q = analyzeQuery(text);
+      const q = withFunctionWrites(analyzeQuery(text), effects);
       const { decision } = this.decideQuery(q, paths);
       const kinds = [...new Set(q.statements.flatMap((s) => s.kinds))];
-      const effects = q.statements.some((s) => s.pathEffects.length) ? q.statements.map((s) => s.pathEffects) : undefined;
+      const pathEffects = q.statements.some((s) => s.pathEffects.length) ? q.statements.map((s) => s.pathEffects) : undefined;
       const pathDependent = q.statements.some((s) => s.relations.some((r) => r.schema === undefined) || s.functions.some((f) => f.schema === undefined));
-      v = Object.freeze({ decision, kinds, auditJson: verdictJson(kinds, decision), pathEffects: effects, pathDependent, shape: text });
-      if (key.length <= MAX_CACHED_TEXT) this.verdicts.set(key, v);
+      v = Object.freeze({ decision, kinds, auditJson: verdictJson(kinds, decision), pathEffects, pathDependent, shape: text });
+      if (key.length <= MAX_CACHED_TEXT) verdicts.set(key, v);
     }
+    return v;
+  }
+
+  private verdictsFor(effects: FunctionEffects): Lru<string, QueryVerdict> {
+    let v = this.verdictsByEffects.get(effects);
+    if (!v) this.verdictsByEffects.set(effects, (v = new Lru(4096)));
     return v;
   }
 
@@ -173,6 +189,23 @@ export class RuleSet {
       statements[0] ?? { action: 'allow', message: 'empty query' };
     return { decision, statements };
   }
+}
+
+/**
+ * A statement that calls a function which may write (a volatile one, by the catalog) has the
+ * effect `function_write` too, which a read-only allow does not cover; `writers` names them.
+ */
+function withFunctionWrites(q: QueryAnalysis, effects: FunctionEffects | undefined): QueryAnalysis {
+  if (!effects || q.error) return q;
+  let changed = false;
+  const statements = q.statements.map((s) => {
+    const writers = s.functions.filter((f) => effects.writes(f.schema, f.name));
+    if (!writers.length) return s;
+    changed = true;
+    const kinds = [...s.kinds.filter((k) => k !== 'function_write'), 'function_write' as const].sort((a, b) => DANGER_ORDER.indexOf(a) - DANGER_ORDER.indexOf(b));
+    return { ...s, kinds, writers: writers.map((f) => (f.schema ? `${f.schema}.${f.name}` : f.name)) };
+  });
+  return changed ? { ...q, statements } : q;
 }
 
 /** A rule with a Kubernetes filter (it may also name exec commands). */
@@ -244,6 +277,8 @@ function nameMatches(patterns: NamePattern[], schema: string | undefined, name: 
 
 function describe(s: StatementAnalysis): string {
   const kind = s.kinds[0] ?? 'empty';
+  // the function that made a read a write is named: the agent (and the audit line) sees why
+  if (kind === 'function_write' && s.writers?.length) return `statement: it calls ${s.writers.map((w) => `${w}()`).join(', ')}, which may change the database (a volatile function)`;
   return `${kind.toUpperCase().replace('_', ' ')} statement`;
 }
 

@@ -3,7 +3,8 @@
  * the same round trip: each user view's definition, each table's parents (a partition or an
  * inheriting child holds its parent's rows, so its columns are masked like the parent's),
  * and the names of the functions in pg_catalog and elsewhere (an unqualified call is a
- * built-in only when no other schema defines the same name).
+ * built-in only when no other schema defines the same name), with those that have a
+ * volatile overload (a call of one may write).
  */
 import type { LineageCatalog } from '../../masking/lineage-context.js';
 import type { LineageRelation } from '../../masking/lineage.js';
@@ -17,7 +18,10 @@ export const LINEAGE_SQL =
   'JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace ' +
   'JOIN pg_catalog.pg_class p ON p.oid = i.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace ' +
   "UNION ALL SELECT 'b', '', '', string_agg(DISTINCT p.proname, chr(31)) FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace " +
-  "UNION ALL SELECT 'o', '', '', string_agg(DISTINCT p.proname, chr(31)) FROM pg_catalog.pg_proc p WHERE p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace";
+  "UNION ALL SELECT 'o', '', '', string_agg(DISTINCT p.proname, chr(31)) FROM pg_catalog.pg_proc p WHERE p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace " +
+  // names with a volatile overload, in pg_catalog and elsewhere: a call of one may write (policy/function-effects.ts)
+  "UNION ALL SELECT 'vb', '', '', string_agg(DISTINCT p.proname, chr(31)) FROM pg_catalog.pg_proc p WHERE p.provolatile = 'v' AND p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace " +
+  "UNION ALL SELECT 'vo', '', '', string_agg(DISTINCT p.proname, chr(31)) FROM pg_catalog.pg_proc p WHERE p.provolatile = 'v' AND p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace";
 
 /** One DataRow's text fields (NULL as undefined); the upstream's rows are input like any other. */
 export function dataRowFields(payload: Buffer, count: number): (string | undefined)[] {
@@ -42,6 +46,8 @@ export function parseLineageRows(rows: Buffer[], tables: ReadonlyMap<string, { n
   }
   let builtinFunctions = new Set<string>();
   let otherFunctions = new Set<string>();
+  let volatileBuiltins = new Set<string>();
+  let volatileOthers = new Set<string>();
   for (const payload of rows) {
     const [kind, schema, name, value] = dataRowFields(payload, 4);
     const rel = relations.get(`${schema}.${name}`);
@@ -49,6 +55,8 @@ export function parseLineageRows(rows: Buffer[], tables: ReadonlyMap<string, { n
     else if (kind === 'p' && rel && value !== undefined) (rel.parents ??= []).push(value);
     else if (kind === 'b') builtinFunctions = new Set(value ? value.split('\x1f') : []);
     else if (kind === 'o') otherFunctions = new Set(value ? value.split('\x1f') : []);
+    else if (kind === 'vb') volatileBuiltins = new Set(value ? value.split('\x1f') : []);
+    else if (kind === 'vo') volatileOthers = new Set(value ? value.split('\x1f') : []);
   }
-  return { relations, builtinFunctions, otherFunctions };
+  return { relations, builtinFunctions, otherFunctions, volatileBuiltins, volatileOthers };
 }

@@ -25,6 +25,8 @@ export const CATALOG_SQL =
 
 /** the catalog query and, for lineage (column rules), its views, parents and function names, in one round trip */
 export const CATALOG_WITH_LINEAGE_SQL = `${CATALOG_SQL};${LINEAGE_SQL}`;
+/** the same without the tables (no column rules): the functions, for the policy's judgement of calls */
+export const FUNCTION_CATALOG_SQL = `${CATALOG_SQL} AND false;${LINEAGE_SQL}`;
 /** A relation as the catalog lists it. */
 export interface CatalogTable {
   /** "schema.table" */

@@ -27,7 +27,8 @@ import { ResultMasker } from './results.js';
 import { decideWithMasking } from './query-decision.js';
 import { Backend, Frontend } from './message-types.js';
 import { serialize } from 'pg-protocol';
-import { CATALOG_WITH_LINEAGE_SQL, CatalogReader, type Catalog } from './catalog.js';
+import { CATALOG_WITH_LINEAGE_SQL, CatalogReader, FUNCTION_CATALOG_SQL, type Catalog } from './catalog.js';
+import { catalogFunctionEffects, UNKNOWN_EFFECTS, type FunctionEffects } from '../../policy/function-effects.js';
 import { LineageJudge } from '../../masking/lineage-judge.js';
 import { NOT_RECORDED, type Pressure, type SessionRecording } from '../../recording/recorder.js';
 
@@ -51,7 +52,9 @@ const FORWARDED_PARAMS = new Set([
 
 /** What the session asks of policy: one verdict per query text, under the search_paths that may be in effect. */
 export interface StatementJudge {
-  decideText(sql: string, searchPath?: PathsInEffect): QueryVerdict;
+  decideText(sql: string, searchPath?: PathsInEffect, effects?: FunctionEffects): QueryVerdict;
+  /** it judges function calls by the catalog's volatility: the session reads the functions at login */
+  readonly judgesFunctions?: boolean;
 }
 
 export interface SessionHooks {
@@ -125,6 +128,8 @@ export class PostgresSession {
   private results?: ResultMasker;
   /** column masking's check of each statement, and the lineage of its outputs; set while column rules apply */
   private lineage?: LineageJudge;
+  /** function volatility from the catalog, for the judge; undefined when it does not judge functions */
+  private functionEffects?: FunctionEffects;
   /** tables as the server's catalog listed them at login; undefined when not needed or not readable */
   private catalog?: Catalog;
   /** the catalog's rows while they arrive; undefined once read, or when it could not be */
@@ -380,7 +385,7 @@ export class PostgresSession {
   /** Audits the verdict; returns what to tell the agent when the statement must not run. */
   private decide(sql: string, protocol: 'simple' | 'extended', statement?: string): Refusal | { ticket: Ticket } | undefined {
     this.queries++;
-    const verdict = this.opts.judge!.decideText(sql, this.searchPath.pathsFor(protocol));
+    const verdict = this.opts.judge!.decideText(sql, this.searchPath.pathsFor(protocol), this.functionEffects);
     const { kinds } = verdict;
     const paths = this.searchPath.pathsDuring(verdict, protocol);
     let { decision, copies } = decideWithMasking(sql, verdict, { masker: this.opts.masker, catalog: this.catalog, lineage: this.lineage, paths, preparedAs: statement });
@@ -582,12 +587,13 @@ export class PostgresSession {
       }
       case Backend.ReadyForQuery:
         this.auth = undefined; // its SCRAM state is a login's, not an idle session's, to hold
-        if (this.opts.masker && (this.opts.masker.needsTableNames || this.opts.masker.hasColumnRules)) {
-          // the agent waits one round trip more while we learn the tables masking rules name
+        const columnRules = this.opts.masker?.hasColumnRules === true;
+        if (columnRules || this.opts.judge?.judgesFunctions) {
+          // the agent waits one round trip more while we learn the tables masking rules name and the functions policy judges
           this.heldReady = Buffer.from(f.raw);
           this.catalogReader = new CatalogReader();
           this.phase = 'catalog';
-          this.upstream!.write(serialize.query(CATALOG_WITH_LINEAGE_SQL));
+          this.upstream!.write(serialize.query(columnRules ? CATALOG_WITH_LINEAGE_SQL : FUNCTION_CATALOG_SQL));
           return;
         }
         this.becomeReady(f.raw);
@@ -618,6 +624,8 @@ export class PostgresSession {
     const masker = this.opts.masker;
     // column rules follow lineage: no catalog, no statement (fail closed)
     const lineage = masker?.hasColumnRules ? new LineageJudge(this.catalog?.lineage, masker.lineageRules) : undefined;
+    // which calls may write, as this database's catalog says; none read: every call but the harmless built-ins (fail closed)
+    if (this.opts.judge?.judgesFunctions) this.functionEffects = this.catalog?.lineage ? catalogFunctionEffects(this.catalog.lineage) : UNKNOWN_EFFECTS;
     this.lineage = lineage;
     if (masker && !masker.empty) {
       this.results = new ResultMasker(masker, this.catalog?.byOid, (tag, counts) => {

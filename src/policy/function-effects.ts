@@ -1,0 +1,82 @@
+/**
+ * Which function calls may change the database, from the catalog: PostgreSQL refuses writes
+ * inside STABLE and IMMUTABLE functions, so a call of a *volatile* function is a possible
+ * write (pg_proc.provolatile). Names are judged as a whole: an overloaded name is volatile
+ * if any overload is, and a name the catalog read at login does not know (created since)
+ * is volatile too. A short list of volatile built-ins that change nothing a policy cares
+ * about (clocks, randomness, sleeping, sizes and status) stays a read. Pure.
+ */
+
+export interface FunctionEffects {
+  /** may a call of this function change the database? */
+  writes(schema: string | undefined, name: string): boolean;
+}
+
+/**
+ * Volatile built-ins that change no data, no sequence, no lock and no file: they read the
+ * clock, randomness, sizes, WAL positions, locks held and statistics of the own transaction.
+ * `set_config` is not here and not a write either: the analysis gives it its own kind (set).
+ */
+export const HARMLESS_VOLATILE: ReadonlySet<string> = new Set([
+  'random', 'setseed', 'clock_timestamp', 'timeofday', 'gen_random_uuid', 'pg_sleep', 'pg_sleep_for', 'pg_sleep_until',
+  'currval', 'lastval', 'pg_sequence_last_value',
+  'pg_relation_size', 'pg_table_size', 'pg_indexes_size', 'pg_total_relation_size', 'pg_database_size', 'pg_tablespace_size',
+  'pg_is_in_recovery', 'pg_is_wal_replay_paused', 'pg_get_wal_replay_pause_state', 'pg_current_wal_lsn',
+  'pg_current_wal_insert_lsn', 'pg_current_wal_flush_lsn', 'pg_last_wal_receive_lsn', 'pg_last_wal_replay_lsn',
+  'pg_last_xact_replay_timestamp', 'pg_last_committed_xact', 'pg_xact_commit_timestamp', 'pg_xact_commit_timestamp_origin',
+  'pg_xact_status', 'txid_status', 'pg_lock_status', 'pg_blocking_pids', 'pg_safe_snapshot_blocking_pids',
+  'pg_isolation_test_session_is_blocked', 'pg_partition_tree', 'pg_partition_ancestors', 'pg_jit_available',
+  'pg_notification_queue_usage', 'pg_control_checkpoint', 'pg_control_init', 'pg_control_recovery', 'pg_control_system',
+  'pg_collation_actual_version', 'pg_database_collation_actual_version', 'current_query', 'pg_stat_have_stats',
+  'pg_stat_clear_snapshot', 'pg_export_snapshot', 'set_config',
+]);
+
+/** The per-transaction statistics readers (pg_stat_get_xact_*) are reads too. */
+const HARMLESS_PREFIXES = ['pg_stat_get_xact_'];
+
+export function harmless(name: string): boolean {
+  return HARMLESS_VOLATILE.has(name) || HARMLESS_PREFIXES.some((p) => name.startsWith(p));
+}
+
+/** What the catalog says of functions (lineage-context's LineageCatalog carries it). */
+export interface FunctionCatalog {
+  /** function names in pg_catalog */
+  readonly builtinFunctions: ReadonlySet<string>;
+  /** function names defined in any other schema */
+  readonly otherFunctions: ReadonlySet<string>;
+  /** names in pg_catalog with a volatile overload */
+  readonly volatileBuiltins?: ReadonlySet<string>;
+  /** names outside pg_catalog with a volatile overload */
+  readonly volatileOthers?: ReadonlySet<string>;
+}
+
+const byCatalog = new WeakMap<FunctionCatalog, FunctionEffects>();
+
+/** Effects as one catalog tells them; one object per catalog, so verdicts are cached per catalog. */
+export function catalogFunctionEffects(catalog: FunctionCatalog): FunctionEffects {
+  let effects = byCatalog.get(catalog);
+  if (!effects) {
+    const { builtinFunctions, otherFunctions } = catalog;
+    const volatileBuiltins = catalog.volatileBuiltins;
+    const volatileOthers = catalog.volatileOthers;
+    // a catalog read without volatility (an older reader) knows nothing: every call may write
+    if (!volatileBuiltins || !volatileOthers) return UNKNOWN_EFFECTS;
+    const builtinWrites = (name: string) => volatileBuiltins.has(name) && !harmless(name);
+    effects = {
+      writes(schema, name) {
+        if (schema === 'pg_catalog') return builtinWrites(name) || !builtinFunctions.has(name);
+        const other = otherFunctions.has(name);
+        // unqualified, it may resolve to a built-in or, by overloading or the path, to another schema's
+        if (schema === undefined && builtinFunctions.has(name)) return builtinWrites(name) || (other && volatileOthers.has(name));
+        return !other || volatileOthers.has(name);
+      },
+    };
+    byCatalog.set(catalog, effects);
+  }
+  return effects;
+}
+
+/** No catalog could be read: every call but the harmless built-ins may write (fail closed). */
+export const UNKNOWN_EFFECTS: FunctionEffects = {
+  writes: (schema, name) => !((schema === undefined || schema === 'pg_catalog') && harmless(name)),
+};

@@ -1,0 +1,91 @@
+/**
+ * A SELECT that calls a function which may write is a write of its own kind
+ * (function_write), by the catalog's volatility; a read-only allow does not cover it.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initAnalysis } from '../../src/policy/analysis.js';
+import { catalogFunctionEffects, harmless, UNKNOWN_EFFECTS, type FunctionCatalog } from '../../src/policy/function-effects.js';
+import { sqlRules } from '../helpers/policies.js';
+
+const CATALOG: FunctionCatalog = {
+  builtinFunctions: new Set(['upper', 'now', 'random', 'nextval', 'setval', 'lo_create', 'pg_advisory_lock', 'count', 'length', 'set_config', 'pg_stat_get_xact_numscans']),
+  otherFunctions: new Set(['bump', 'peek', 'length']),
+  volatileBuiltins: new Set(['random', 'nextval', 'setval', 'lo_create', 'pg_advisory_lock', 'set_config', 'pg_stat_get_xact_numscans']),
+  volatileOthers: new Set(['bump', 'length']),
+};
+const effects = catalogFunctionEffects(CATALOG);
+
+const readOnly = sqlRules([
+  '      - { action: allow, match: { statements: [select], relations: ["public.*"], access: read } }',
+  '      - { action: allow, match: { statements: [set, transaction] } }',
+  '      - { action: allow, match: { statements: [select, function_write], functions: [bump, count] } }',
+].join('\n'), 'analysts');
+const decide = (sql: string) => readOnly.decideText(sql, undefined, effects);
+
+beforeAll(() => initAnalysis());
+
+describe('function effects from the catalog', () => {
+  it('volatile built-ins write unless they are on the harmless list; stable and immutable ones read', () => {
+    expect(effects.writes(undefined, 'nextval')).toBe(true);
+    expect(effects.writes('pg_catalog', 'setval')).toBe(true);
+    expect(effects.writes(undefined, 'random')).toBe(false);
+    expect(effects.writes(undefined, 'pg_stat_get_xact_numscans')).toBe(false);
+    expect(effects.writes(undefined, 'upper')).toBe(false);
+    expect(harmless('set_config')).toBe(true);
+  });
+
+  it('user functions by their volatility; an overloaded or shadowed name is volatile if any is; an unknown name writes', () => {
+    expect(effects.writes(undefined, 'bump')).toBe(true);
+    expect(effects.writes('public', 'peek')).toBe(false);
+    expect(effects.writes(undefined, 'length')).toBe(true); // pg_catalog's is immutable, public's volatile
+    expect(effects.writes('pg_catalog', 'length')).toBe(false);
+    expect(effects.writes(undefined, 'made_later')).toBe(true);
+    expect(effects.writes('pg_catalog', 'no_such_builtin')).toBe(true);
+  });
+
+  it('without a catalog every call but the harmless built-ins writes', () => {
+    expect(UNKNOWN_EFFECTS.writes(undefined, 'upper')).toBe(true);
+    expect(UNKNOWN_EFFECTS.writes(undefined, 'now')).toBe(true);
+    expect(UNKNOWN_EFFECTS.writes(undefined, 'random')).toBe(false);
+    expect(UNKNOWN_EFFECTS.writes('public', 'random')).toBe(true);
+  });
+
+  it('a catalog read without volatility knows nothing', () => {
+    expect(catalogFunctionEffects({ builtinFunctions: new Set(['upper']), otherFunctions: new Set() })).toBe(UNKNOWN_EFFECTS);
+  });
+});
+
+describe('a read-only policy refuses a SELECT that may write, naming the function', () => {
+  it.each([
+    ["select setval('s', 999)", 'setval()'],
+    ["select nextval('s')", 'nextval()'],
+    ['select lo_create(0)', 'lo_create()'],
+    ['select pg_advisory_lock(1)', 'pg_advisory_lock()'],
+    ['select 1 from flags where made_later() > 0', 'made_later()'],
+    ['select (select nextval($1)) from flags', 'nextval()'],
+  ])('%s', (sql, fn) => {
+    const v = decide(sql);
+    expect(v.decision.action).toBe('deny');
+    expect(v.kinds).toContain('function_write');
+    expect(v.decision.message).toContain(fn);
+    expect(v.auditJson).toContain(fn);
+  });
+
+  it('reads stay reads, and a rule may allow a volatile function by name', () => {
+    for (const sql of ['select upper(name), now(), random() from flags', 'select peek()', 'select count(*) from flags', 'select 1']) {
+      expect(decide(sql).decision.action, sql).toBe('allow');
+    }
+    expect(decide('select bump()').decision).toMatchObject({ action: 'allow', rule: 'analysts#3' });
+    expect(decide('select bump(), nextval($1)').decision.action).toBe('deny');
+  });
+
+  it('set_config is a SET of its own, not a function write', () => {
+    const v = decide("select pg_catalog.set_config('application_name', 'x', false)");
+    expect(v.kinds).not.toContain('function_write');
+    expect(v.decision.action).toBe('allow');
+  });
+
+  it('without effects (no catalog judged) calls are decided as before', () => {
+    expect(readOnly.decideText("select nextval('s')").decision.action).toBe('allow');
+  });
+});
