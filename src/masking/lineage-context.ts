@@ -18,6 +18,8 @@ export interface LineageCatalog {
   /** names with a volatile overload, in pg_catalog and elsewhere (policy/function-effects.ts) */
   readonly volatileBuiltins?: ReadonlySet<string>;
   readonly volatileOthers?: ReadonlySet<string>;
+  /** what each user view runs when read: the functions (schema, name) and relations ("schema.name") its rule depends on */
+  readonly viewDependencies?: ReadonlyMap<string, { functions: readonly (readonly [string, string])[]; relations: readonly string[] }>;
 }
 
 export interface LineageRules {

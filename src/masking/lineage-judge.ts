@@ -15,6 +15,9 @@ import { LOGIN_SEARCH_PATH, type SearchPath } from '../policy/search-path.js';
 
 export type OutputSources = readonly (readonly SourceColumn[])[];
 
+/** The rows of a cursor or prepared statement lineage never saw declared: no plan can be trusted for them. */
+export const UNFOLLOWED: OutputSources = Object.freeze([]);
+
 interface QueryLineage {
   refused?: string;
   /** `sources`: the outputs' masked sources, made once per analysis; `reads`: the cursor or prepared statement a FETCH / EXECUTE reads */
@@ -122,10 +125,11 @@ export class LineageJudge {
   outputs(sql: string, index = 0): OutputSources | undefined {
     if (this.pathsSeen.size === 1) {
       const s = this.analyse(sql, LOGIN_SEARCH_PATH).statements[index];
-      return s?.sources ?? (s?.reads ? this.namedSources.get(s.reads) : undefined);
+      return s?.sources ?? (s?.reads ? this.namedSources.get(s.reads) ?? UNFOLLOWED : undefined);
     }
     const first = this.analyse(sql, this.pathsSeen.values().next().value!).statements[index];
     if (!first) return undefined;
+    if (!first.sources && first.reads && !this.named.get(first.reads)) return UNFOLLOWED;
     const memo = this.merged.get(first);
     if (memo?.version === this.pathsVersion) return memo.sources;
     const columns = this.outputColumns(sql, index);

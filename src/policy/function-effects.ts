@@ -1,16 +1,25 @@
 /**
- * Which function calls may change the database, from the catalog: PostgreSQL refuses writes
- * inside STABLE and IMMUTABLE functions, so a call of a *volatile* function is a possible
- * write (pg_proc.provolatile). Names are judged as a whole: an overloaded name is volatile
- * if any overload is, and a name the catalog read at login does not know (created since)
- * is volatile too. A short list of volatile built-ins that change nothing a policy cares
- * about (clocks, randomness, sleeping, sizes and status) stays a read. Pure.
+ * Which function calls may change the database, from the catalog. A built-in (pg_catalog)
+ * may write when it is *volatile* (pg_proc.provolatile), but for a short list of volatile
+ * built-ins that change nothing a policy cares about (clocks, randomness, sleeping, sizes
+ * and status), plus the two STABLE ones that assign a transaction id. A function outside
+ * pg_catalog may always write, whatever its volatility: PostgreSQL refuses an UPDATE written
+ * in a STABLE function's body, but not a call of a volatile function from it (a STABLE
+ * wrapper of nextval() moves the sequence); a rule allows one by name. Names are judged
+ * as a whole (an overloaded name writes if any overload may), and a name the catalog read
+ * at login does not know (created since) may write. Reading a view may write when its
+ * definition calls such a function, directly or through another view. Pure.
  */
 
 export interface FunctionEffects {
   /** may a call of this function change the database? */
   writes(schema: string | undefined, name: string): boolean;
+  /** reading this relation (a view) calls a function that may write: that function ("schema.name"), or undefined */
+  readWrites(schema: string | undefined, name: string): string | undefined;
 }
+
+/** STABLE built-ins with a side effect all the same: they assign the transaction an id. */
+const WRITING_STABLE = new Set(['txid_current', 'pg_current_xact_id']);
 
 /**
  * Volatile built-ins that change no data, no sequence, no lock and no file: they read the
@@ -48,6 +57,8 @@ export interface FunctionCatalog {
   readonly volatileBuiltins?: ReadonlySet<string>;
   /** names outside pg_catalog with a volatile overload */
   readonly volatileOthers?: ReadonlySet<string>;
+  /** what each user view runs when read (see LINEAGE_SQL): functions (schema, name) and relations ("schema.name") */
+  readonly viewDependencies?: ReadonlyMap<string, { functions: readonly (readonly [string, string])[]; relations: readonly string[] }>;
 }
 
 const byCatalog = new WeakMap<FunctionCatalog, FunctionEffects>();
@@ -61,22 +72,53 @@ export function catalogFunctionEffects(catalog: FunctionCatalog): FunctionEffect
     const volatileOthers = catalog.volatileOthers;
     // a catalog read without volatility (an older reader) knows nothing: every call may write
     if (!volatileBuiltins || !volatileOthers) return UNKNOWN_EFFECTS;
-    const builtinWrites = (name: string) => volatileBuiltins.has(name) && !harmless(name);
+    const builtinWrites = (name: string) => (volatileBuiltins.has(name) && !harmless(name)) || WRITING_STABLE.has(name);
+    const writes = (schema: string | undefined, name: string): boolean => {
+      if (schema === 'pg_catalog') return builtinWrites(name) || !builtinFunctions.has(name);
+      // unqualified, it may resolve to a built-in or, by overloading or the path, to another schema's: any of those may write
+      if (schema === undefined && builtinFunctions.has(name) && !otherFunctions.has(name)) return builtinWrites(name);
+      return true;
+    };
+    const views = viewWriters(catalog, writes);
     effects = {
-      writes(schema, name) {
-        if (schema === 'pg_catalog') return builtinWrites(name) || !builtinFunctions.has(name);
-        const other = otherFunctions.has(name);
-        // unqualified, it may resolve to a built-in or, by overloading or the path, to another schema's
-        if (schema === undefined && builtinFunctions.has(name)) return builtinWrites(name) || (other && volatileOthers.has(name));
-        return !other || volatileOthers.has(name);
-      },
+      writes,
+      readWrites: (schema, name) => (schema !== undefined ? views.get(`${schema}.${name}`) : views.get(`*.${name}`)),
     };
     byCatalog.set(catalog, effects);
   }
   return effects;
 }
 
+/**
+ * The views whose reading calls a function that may write, directly or through the views
+ * they read, each with that function; by "schema.view" and by "*.view" (an unqualified name
+ * may be any schema's).
+ */
+function viewWriters(catalog: FunctionCatalog, writes: FunctionEffects['writes']): Map<string, string> {
+  const out = new Map<string, string>();
+  const deps = catalog.viewDependencies;
+  if (!deps) return out;
+  const resolving = new Set<string>();
+  const writerOf = (view: string): string | undefined => {
+    if (out.has(view)) return out.get(view);
+    const d = deps.get(view);
+    if (!d || resolving.has(view)) return undefined;
+    resolving.add(view);
+    const direct = d.functions.find(([schema, name]) => writes(schema, name));
+    const writer = direct ? `${direct[0]}.${direct[1]}` : d.relations.map(writerOf).find((w) => w !== undefined);
+    resolving.delete(view);
+    if (writer) out.set(view, writer);
+    return writer;
+  };
+  for (const view of deps.keys()) {
+    const writer = writerOf(view);
+    if (writer) out.set(`*.${view.slice(view.indexOf('.') + 1)}`, writer);
+  }
+  return out;
+}
+
 /** No catalog could be read: every call but the harmless built-ins may write (fail closed). */
 export const UNKNOWN_EFFECTS: FunctionEffects = {
   writes: (schema, name) => !((schema === undefined || schema === 'pg_catalog') && harmless(name)),
+  readWrites: () => undefined,
 };

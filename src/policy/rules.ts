@@ -199,11 +199,20 @@ function withFunctionWrites(q: QueryAnalysis, effects: FunctionEffects | undefin
   if (!effects || q.error) return q;
   let changed = false;
   const statements = q.statements.map((s) => {
-    const writers = s.functions.filter((f) => effects.writes(f.schema, f.name));
+    const writers = s.functions.filter((f) => effects.writes(f.schema, f.name)).map((f) => `${f.schema ? `${f.schema}.` : ''}${f.name}()`);
+    // a view whose definition calls one writes when it is read; the function counts as called (rules name it)
+    const called: FunctionRef[] = [];
+    for (const r of s.relations) {
+      const w = r.access === 'read' ? effects.readWrites(r.schema, r.name) : undefined;
+      if (!w) continue;
+      writers.push(`${w}() (reading view ${r.schema ? `${r.schema}.` : ''}${r.name})`);
+      const dot = w.indexOf('.');
+      called.push({ schema: w.slice(0, dot), name: w.slice(dot + 1) });
+    }
     if (!writers.length) return s;
     changed = true;
     const kinds = [...s.kinds.filter((k) => k !== 'function_write'), 'function_write' as const].sort((a, b) => DANGER_ORDER.indexOf(a) - DANGER_ORDER.indexOf(b));
-    return { ...s, kinds, writers: writers.map((f) => (f.schema ? `${f.schema}.${f.name}` : f.name)) };
+    return { ...s, kinds, writers, functions: called.length ? [...s.functions, ...called] : s.functions };
   });
   return changed ? { ...q, statements } : q;
 }
@@ -278,7 +287,7 @@ function nameMatches(patterns: NamePattern[], schema: string | undefined, name: 
 function describe(s: StatementAnalysis): string {
   const kind = s.kinds[0] ?? 'empty';
   // the function that made a read a write is named: the agent (and the audit line) sees why
-  if (kind === 'function_write' && s.writers?.length) return `statement: it calls ${s.writers.map((w) => `${w}()`).join(', ')}, which may change the database (a volatile function)`;
+  if (kind === 'function_write' && s.writers?.length) return `statement: it calls ${s.writers.join(', ')}, which may change the database`;
   return `${kind.toUpperCase().replace('_', ' ')} statement`;
 }
 

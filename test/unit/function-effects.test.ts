@@ -8,10 +8,16 @@ import { catalogFunctionEffects, harmless, UNKNOWN_EFFECTS, type FunctionCatalog
 import { sqlRules } from '../helpers/policies.js';
 
 const CATALOG: FunctionCatalog = {
-  builtinFunctions: new Set(['upper', 'now', 'random', 'nextval', 'setval', 'lo_create', 'pg_advisory_lock', 'count', 'length', 'set_config', 'pg_stat_get_xact_numscans']),
-  otherFunctions: new Set(['bump', 'peek', 'length']),
+  builtinFunctions: new Set(['upper', 'now', 'random', 'nextval', 'setval', 'lo_create', 'pg_advisory_lock', 'count', 'length', 'set_config', 'pg_stat_get_xact_numscans', 'txid_current']),
+  otherFunctions: new Set(['bump', 'peek', 'length', 'sneak']),
   volatileBuiltins: new Set(['random', 'nextval', 'setval', 'lo_create', 'pg_advisory_lock', 'set_config', 'pg_stat_get_xact_numscans']),
   volatileOthers: new Set(['bump', 'length']),
+  viewDependencies: new Map([
+    ['public.bumping', { functions: [['public', 'sneak']], relations: ['public.flags'] }],
+    ['public.allowed_bumping', { functions: [['public', 'bump']], relations: ['public.flags'] }],
+    ['public.via_bumping', { functions: [], relations: ['public.bumping'] }],
+    ['public.plain', { functions: [['pg_catalog', 'upper']], relations: ['public.flags'] }],
+  ]),
 };
 const effects = catalogFunctionEffects(CATALOG);
 
@@ -34,9 +40,13 @@ describe('function effects from the catalog', () => {
     expect(harmless('set_config')).toBe(true);
   });
 
-  it('user functions by their volatility; an overloaded or shadowed name is volatile if any is; an unknown name writes', () => {
+  it('STABLE built-ins that assign a transaction id write', () => {
+    expect(effects.writes(undefined, 'txid_current')).toBe(true);
+  });
+
+  it('a function outside pg_catalog may write whatever its volatility (a STABLE wrapper may call nextval); so may a shadowed or unknown name', () => {
     expect(effects.writes(undefined, 'bump')).toBe(true);
-    expect(effects.writes('public', 'peek')).toBe(false);
+    expect(effects.writes('public', 'peek')).toBe(true);
     expect(effects.writes(undefined, 'length')).toBe(true); // pg_catalog's is immutable, public's volatile
     expect(effects.writes('pg_catalog', 'length')).toBe(false);
     expect(effects.writes(undefined, 'made_later')).toBe(true);
@@ -72,11 +82,21 @@ describe('a read-only policy refuses a SELECT that may write, naming the functio
   });
 
   it('reads stay reads, and a rule may allow a volatile function by name', () => {
-    for (const sql of ['select upper(name), now(), random() from flags', 'select peek()', 'select count(*) from flags', 'select 1']) {
+    for (const sql of ['select upper(name), now(), random() from flags', 'select * from plain', 'select count(*) from flags', 'select 1']) {
       expect(decide(sql).decision.action, sql).toBe('allow');
     }
     expect(decide('select bump()').decision).toMatchObject({ action: 'allow', rule: 'analysts#3' });
     expect(decide('select bump(), nextval($1)').decision.action).toBe('deny');
+  });
+
+  it('reading a view that calls a function which may write is a write, through other views too', () => {
+    for (const sql of ['select * from bumping', 'select 1 from via_bumping', 'select * from public.bumping']) {
+      const v = decide(sql);
+      expect(v.decision.action, sql).toBe('deny');
+      expect(v.decision.message).toMatch(/public\.sneak\(\) \(reading view (public\.)?(via_)?bumping\)/);
+    }
+    // the function counts as called: a rule allowing it by name covers the view too
+    expect(decide('select * from allowed_bumping').decision).toMatchObject({ action: 'allow', rule: 'analysts#3' });
   });
 
   it('set_config is a SET of its own, not a function write', () => {

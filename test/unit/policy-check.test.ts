@@ -27,8 +27,10 @@ const lineage: LineageCatalog = {
     const [schema, name] = key.split('.') as [string, string];
     return [key, definition ? { schema, name, columns, definition } : { schema, name, columns }];
   })),
-  builtinFunctions: new Set(['upper', 'count']),
+  builtinFunctions: new Set(['upper', 'count', 'nextval']),
   otherFunctions: new Set(),
+  volatileBuiltins: new Set(['nextval']),
+  volatileOthers: new Set(),
 };
 const CATALOG: Catalog = { byOid: new Map(), byName: new Map(TABLES.map(([key, columns]) => [key, { name: key, columns }])), lineage };
 
@@ -133,13 +135,16 @@ describe('policy check report', () => {
     expect(r.decision).toMatchObject({ action: 'deny', agentSees: { sqlstate: '28000', message: 'interlock: workload bot has no policy for target db (127.0.0.3:5432)' } });
   });
 
-  it('without column rules no catalog is needed, and the detectors that scan every column are named', () => {
-    const r = checkReport('select upper(name) from customers', subject({ masking: false, catalog: { notNeeded: true } }));
+  it('without column rules the catalog still judges function calls, and the detectors that scan every column are named', () => {
+    const r = checkReport('select upper(name) from customers', subject({ masking: false }));
     expect(r.columnRules).toBe(false);
     expect(r.decision.action).toBe('allow');
     expect(r.everyColumn).toEqual({ kind: 'scan', detectors: [{ detector: 'email', rule: 'readers masking#1', strategy: 'redact' }] });
     expect(r.statements[0]!.outputs).toBeUndefined();
-    expect(r.catalog.detail).toContain('not needed');
+    expect(r.catalog.read).toBe(true);
+    const write = checkReport("select nextval('s')", subject({ masking: false }));
+    expect(write.decision.action).toBe('deny');
+    expect(write.decision.message).toContain('nextval()');
   });
 
   it('a statement that does not parse is denied, and says why', () => {

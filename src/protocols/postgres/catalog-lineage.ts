@@ -21,7 +21,18 @@ export const LINEAGE_SQL =
   "UNION ALL SELECT 'o', '', '', string_agg(DISTINCT p.proname, chr(31)) FROM pg_catalog.pg_proc p WHERE p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace " +
   // names with a volatile overload, in pg_catalog and elsewhere: a call of one may write (policy/function-effects.ts)
   "UNION ALL SELECT 'vb', '', '', string_agg(DISTINCT p.proname, chr(31)) FROM pg_catalog.pg_proc p WHERE p.provolatile = 'v' AND p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace " +
-  "UNION ALL SELECT 'vo', '', '', string_agg(DISTINCT p.proname, chr(31)) FROM pg_catalog.pg_proc p WHERE p.provolatile = 'v' AND p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace";
+  "UNION ALL SELECT 'vo', '', '', string_agg(DISTINCT p.proname, chr(31)) FROM pg_catalog.pg_proc p WHERE p.provolatile = 'v' AND p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace " +
+  // what each user view runs when read: the functions ('f' schema.name) and relations ('r' schema.name) its rule depends on
+  "UNION ALL SELECT 'wv', n.nspname, c.relname, string_agg(DISTINCT CASE WHEN p.oid IS NOT NULL THEN 'f' || pn.nspname || '.' || p.proname " +
+  "ELSE 'r' || rn.nspname || '.' || rc.relname END, chr(31)) FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class " +
+  'JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ' +
+  "JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid " +
+  "LEFT JOIN pg_catalog.pg_proc p ON d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = d.refobjid " +
+  'LEFT JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace ' +
+  "LEFT JOIN pg_catalog.pg_class rc ON d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND rc.oid = d.refobjid AND rc.oid <> c.oid " +
+  'LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace ' +
+  "WHERE c.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND (p.oid IS NOT NULL OR rc.oid IS NOT NULL) " +
+  'GROUP BY n.nspname, c.relname';
 
 /** One DataRow's text fields (NULL as undefined); the upstream's rows are input like any other. */
 export function dataRowFields(payload: Buffer, count: number): (string | undefined)[] {
@@ -48,6 +59,7 @@ export function parseLineageRows(rows: Buffer[], tables: ReadonlyMap<string, { n
   let otherFunctions = new Set<string>();
   let volatileBuiltins = new Set<string>();
   let volatileOthers = new Set<string>();
+  const viewDependencies = new Map<string, { functions: [string, string][]; relations: string[] }>();
   for (const payload of rows) {
     const [kind, schema, name, value] = dataRowFields(payload, 4);
     const rel = relations.get(`${schema}.${name}`);
@@ -57,6 +69,16 @@ export function parseLineageRows(rows: Buffer[], tables: ReadonlyMap<string, { n
     else if (kind === 'o') otherFunctions = new Set(value ? value.split('\x1f') : []);
     else if (kind === 'vb') volatileBuiltins = new Set(value ? value.split('\x1f') : []);
     else if (kind === 'vo') volatileOthers = new Set(value ? value.split('\x1f') : []);
+    else if (kind === 'wv' && value) {
+      const deps = { functions: [] as [string, string][], relations: [] as string[] };
+      for (const d of value.split('\x1f')) {
+        const qualified = d.slice(1);
+        const dot = qualified.indexOf('.');
+        if (d[0] === 'f') deps.functions.push([qualified.slice(0, dot), qualified.slice(dot + 1)]);
+        else deps.relations.push(qualified);
+      }
+      viewDependencies.set(`${schema}.${name}`, deps);
+    }
   }
-  return { relations, builtinFunctions, otherFunctions, volatileBuiltins, volatileOthers };
+  return { relations, builtinFunctions, otherFunctions, volatileBuiltins, volatileOthers, viewDependencies };
 }

@@ -227,7 +227,8 @@ export class ExtendedProtocol {
       throw new ProtocolError(`this session opened over ${MAX_PORTALS} portals in one transaction; the session ends`, '54000');
     }
     const portal: Portal = {
-      name, statement: this.statements.get(statementName), formats, formatsKey: formatsKey(formats),
+      // a name we no longer hold (forgotten after a DEALLOCATE, or prepared by SQL) is still the server's
+      name, statement: this.statements.get(statementName) ?? this.foreignStatement(statementName), formats, formatsKey: formatsKey(formats),
       describedIn: -1, epoch: this.executions, sentIn: this.cycle, confirmed: false, failed: false, previous, seq: this.seq,
     };
     this.portals.set(name, portal);
@@ -304,7 +305,7 @@ export class ExtendedProtocol {
   private foreignStatement(name: string): Statement {
     // prepared by SQL PREPARE (the same namespace): lineage reads it as `EXECUTE name`, which it knows from the PREPARE
     const s: Statement = {
-      name, sql: `EXECUTE ${quoteIdentifier(name)}`, plans: new Map(), describedIn: -1, sentIn: this.cycle, confirmed: true, failed: false,
+      name, sql: name === '' ? undefined : `EXECUTE ${quoteIdentifier(name)}`, plans: new Map(), describedIn: -1, sentIn: this.cycle, confirmed: true, failed: false,
       previous: undefined, redefines: false, bytes: 0,
     };
     if (this.statements.size < MAX_STATEMENTS) this.setStatement(s); // else it stays unnamed here: described again next time

@@ -16,6 +16,7 @@
 import { parseSync } from 'libpg-query';
 import { copyDataMessage, maskCopyLine, maskDataRow, type CopyOptions, type MaskCounts } from '../../masking/index.js';
 import type { Masker, ResultColumn, RowPlan, SourceColumn } from '../../masking/plan.js';
+import { UNFOLLOWED } from '../../masking/lineage-judge.js';
 import { errorResponse, readCString } from './backend.js';
 import type { CatalogTable } from './catalog.js';
 import { ExtendedProtocol, formatOf, keepPlan, live, type Pending, type Portal } from './extended.js';
@@ -202,7 +203,8 @@ export class ResultMasker {
     if (!s?.description) return undefined;
     let plan = s.plans.get(portal.formatsKey);
     if (!plan) {
-      plan = this.masker.forColumns(this.columns(s.description, this.lineageOf(s.sql, 0), portal.formats));
+      const lineage = this.lineageOf(s.sql, 0);
+      plan = lineage === UNFOLLOWED ? UNPLANNED : this.masker.forColumns(this.columns(s.description, lineage, portal.formats));
       keepPlan(s, portal.formatsKey, plan);
     }
     return plan;
@@ -210,7 +212,9 @@ export class ResultMasker {
 
   /** Lineage's sources for statement `index` of a query text (a simple query's, or a prepared statement's). */
   private lineageOf(sql: string | undefined, index: number): LineageSources | undefined {
-    return sql !== undefined && this.outputSources ? this.outputSources(sql, index) : undefined;
+    if (!this.outputSources) return undefined;
+    // rows of a statement whose text we do not hold (prepared behind our back) cannot be followed
+    return sql === undefined ? UNFOLLOWED : this.outputSources(sql, index);
   }
 
   /**
@@ -218,6 +222,7 @@ export class ResultMasker {
    * per lineage where lineage applies (its sources are one object per statement shape).
    */
   private planFor(rowDescription: Buffer, lineage: LineageSources | undefined): RowPlan {
+    if (lineage === UNFOLLOWED) return UNPLANNED; // its rows are withheld where column rules apply
     let plans = this.plans;
     if (lineage) {
       plans = this.plansByLineage.get(lineage) ?? new Map();
