@@ -39,9 +39,9 @@ export interface E2EOptions {
   daemonNodeArgs?: string[];
 }
 
-/** Every statement kind but the opaque ones: the foundation tests' "allow everything ordinary". */
+/** Every statement kind but the opaque ones (function writes included): the foundation tests' "allow everything ordinary". */
 export const ALLOW_ORDINARY =
-  '      - { action: allow, match: { statements: [select, insert, update, delete, merge, copy_to, copy_from, create, alter, drop, truncate, set, transaction, explain, other] } }';
+  '      - { action: allow, match: { statements: [select, insert, update, delete, merge, copy_to, copy_from, create, alter, drop, truncate, set, transaction, explain, other, function_write] } }';
 
 export class E2EEnv {
   root = '';
