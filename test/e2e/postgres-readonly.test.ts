@@ -16,8 +16,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { STATEMENT_KINDS } from '../../src/config/load.js';
 import { bpfGate } from '../helpers/bpf-gate.js';
+import { READ_ONLY_RULES } from '../helpers/policies.js';
 import { runAgent, type AgentResult } from '../helpers/agent.js';
 import { waitForAudit } from '../helpers/daemon.js';
 import { E2EEnv } from '../helpers/e2e-env.js';
@@ -26,16 +26,8 @@ const enabled = bpfGate();
 
 const PG_HOST = '127.0.0.46';
 
-const READ_ONLY = [
-  '      - { action: deny, match: { statements: [create, alter, drop, truncate, grant, revoke] }, message: "read-only: no schema changes" }',
-  '      - { action: allow, match: { statements: [select], relations: ["public.*"], access: read } }',
-  '      - { action: approve, match: { statements: [insert, update, delete, merge] } }',
-  '      - { action: allow, match: { statements: [set, transaction] } }',
-].join('\n');
 
-// A config naming a statement kind the loader does not know is refused as a whole; until
-// function_write is one, the by-name rule says select alone (and its test proves nothing).
-const FUNCTION_WRITE = (STATEMENT_KINDS as readonly string[]).includes('function_write') ? ', function_write' : '';
+
 
 /** the ERROR lines psql printed (VERBOSITY=verbose puts the SQLSTATE first) */
 const errors = (r: AgentResult) => r.stderr.split('\n').filter((l) => /^(psql:.*?)?ERROR:/.test(l));
@@ -52,15 +44,15 @@ describe.skipIf(!enabled)('a read-only policy changes nothing, whatever a SELECT
     name: 'readonly',
     proxyPort: 15520,
     pgHost: PG_HOST,
-    rules: READ_ONLY,
+    rules: READ_ONLY_RULES,
     workloads: '  - name: bump-bot\n    match: { cgroup: /interlock-readonly.slice/bump-bot.service }\n    groups: [bumpers]',
     policies: [
       '  - name: bumpers',
       '    subjects: { groups: [bumpers] }',
       '    targets: [orders-db]',
       '    rules:',
-      `      - { action: allow, match: { statements: [select${FUNCTION_WRITE}], functions: [public.bump] } }`,
-      READ_ONLY,
+      `      - { action: allow, match: { statements: [select, function_write], functions: [public.bump] } }`,
+      READ_ONLY_RULES,
     ].join('\n'),
   });
 

@@ -45,3 +45,11 @@ export const sqlRules = (rules: string, name = 'p') => new RuleSet(policies('db'
 export const sqlPolicies = (rules: string, masking: string, name = 'p') => policies('db', rules, name, masking);
 export const sshRules = (rules: string, name = 'p') => new SshRuleSet(policies('box', rules, name));
 export const kubeRules = (rules: string, name = 'p') => new KubeRuleSet(policies('cluster', rules, name));
+
+/** The read-only policy: DDL denied, reads of public.* allowed, writes held for approval, SET and transactions allowed. */
+export const READ_ONLY_RULES = [
+  '      - { action: deny, match: { statements: [create, alter, drop, truncate, grant, revoke] }, message: "read-only: no schema changes" }',
+  '      - { action: allow, match: { statements: [select], relations: ["public.*"], access: read } }',
+  '      - { action: approve, match: { statements: [insert, update, delete, merge] } }',
+  '      - { action: allow, match: { statements: [set, transaction] } }',
+].join('\n');

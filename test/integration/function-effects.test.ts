@@ -21,17 +21,12 @@ import { initAnalysis } from '../../src/policy/analysis.js';
 import { catalogFunctionEffects, harmless as isHarmless, HARMLESS_VOLATILE } from '../../src/policy/function-effects.js';
 import { RuleSet } from '../../src/policy/rules.js';
 import { fetchCatalog } from '../../src/protocols/postgres/catalog-fetch.js';
-import { sqlPolicies } from '../helpers/policies.js';
+import { sqlPolicies, READ_ONLY_RULES } from '../helpers/policies.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 
 const HOST = '127.0.0.47';
 
-const READ_ONLY = [
-  '      - { action: deny, match: { statements: [create, alter, drop, truncate, grant, revoke] }, message: "read-only: no schema changes" }',
-  '      - { action: allow, match: { statements: [select], relations: ["public.*"], access: read } }',
-  '      - { action: approve, match: { statements: [insert, update, delete, merge] } }',
-  '      - { action: allow, match: { statements: [set, transaction] } }',
-].join('\n');
+
 
 /** STABLE in pg_proc, yet each assigns a transaction id: refused all the same */
 const ASSIGNS_XID = ['pg_catalog.txid_current', 'pg_catalog.pg_current_xact_id'];
@@ -85,7 +80,7 @@ describe('a read-only policy runs no function that may write', () => {
     };
     const catalog = await fetchCatalog(target, { database: 'orders', timeoutMs: 10_000 });
     effects = catalogFunctionEffects(catalog.lineage!);
-    rules = new RuleSet(sqlPolicies(READ_ONLY, ''));
+    rules = new RuleSet(sqlPolicies(READ_ONLY_RULES, ''));
   });
   afterAll(() => {
     server?.stop();
