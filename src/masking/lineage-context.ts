@@ -19,7 +19,7 @@ export interface LineageCatalog {
   readonly volatileBuiltins?: ReadonlySet<string>;
   readonly volatileOthers?: ReadonlySet<string>;
   /** what each user view runs when read: the functions (schema, name) and relations ("schema.name") its rule depends on */
-  readonly viewDependencies?: ReadonlyMap<string, { functions: readonly (readonly [string, string])[]; relations: readonly string[] }>;
+  readonly viewDependencies?: ReadonlyMap<string, { functions: readonly (readonly [string | undefined, string])[]; relations: readonly string[] }>;
 }
 
 export interface LineageRules {

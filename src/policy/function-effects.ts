@@ -14,7 +14,7 @@
 export interface FunctionEffects {
   /** may a call of this function change the database? */
   writes(schema: string | undefined, name: string): boolean;
-  /** reading this relation (a view) calls a function that may write: that function ("schema.name"), or undefined */
+  /** reading this relation (a view) calls a function that may write: that function ("schema.name", or "name" as the view wrote it), or undefined */
   readWrites(schema: string | undefined, name: string): string | undefined;
 }
 
@@ -57,8 +57,8 @@ export interface FunctionCatalog {
   readonly volatileBuiltins?: ReadonlySet<string>;
   /** names outside pg_catalog with a volatile overload */
   readonly volatileOthers?: ReadonlySet<string>;
-  /** what each user view runs when read (see LINEAGE_SQL): functions (schema, name) and relations ("schema.name") */
-  readonly viewDependencies?: ReadonlyMap<string, { functions: readonly (readonly [string, string])[]; relations: readonly string[] }>;
+  /** what each user view runs when read (its definition, parsed): functions (schema or undefined, name) and relations ("schema.name") */
+  readonly viewDependencies?: ReadonlyMap<string, { functions: readonly (readonly [string | undefined, string])[]; relations: readonly string[] }>;
 }
 
 const byCatalog = new WeakMap<FunctionCatalog, FunctionEffects>();
@@ -105,7 +105,7 @@ function viewWriters(catalog: FunctionCatalog, writes: FunctionEffects['writes']
     if (!d || resolving.has(view)) return undefined;
     resolving.add(view);
     const direct = d.functions.find(([schema, name]) => writes(schema, name));
-    const writer = direct ? `${direct[0]}.${direct[1]}` : d.relations.map(writerOf).find((w) => w !== undefined);
+    const writer = direct ? (direct[0] ? `${direct[0]}.${direct[1]}` : direct[1]) : d.relations.map(writerOf).find((w) => w !== undefined);
     resolving.delete(view);
     if (writer) out.set(view, writer);
     return writer;

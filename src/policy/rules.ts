@@ -207,7 +207,7 @@ function withFunctionWrites(q: QueryAnalysis, effects: FunctionEffects | undefin
       if (!w) continue;
       writers.push(`${w}() (reading view ${r.schema ? `${r.schema}.` : ''}${r.name})`);
       const dot = w.indexOf('.');
-      called.push({ schema: w.slice(0, dot), name: w.slice(dot + 1) });
+      called.push(dot < 0 ? { name: w } : { schema: w.slice(0, dot), name: w.slice(dot + 1) });
     }
     if (!writers.length) return s;
     changed = true;

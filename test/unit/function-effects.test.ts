@@ -109,3 +109,25 @@ describe('a read-only policy refuses a SELECT that may write, naming the functio
     expect(readOnly.decideText("select nextval('s')").decision.action).toBe('allow');
   });
 });
+
+describe('views from the catalog rows, by their parsed definitions', () => {
+  it('a view that calls a writing built-in (no pg_depend row: built-ins are pinned) makes reading it a write', async () => {
+    const { parseLineageRows } = await import('../../src/protocols/postgres/catalog-lineage.js');
+    const { dataRow } = await import('../helpers/fake-postgres.js');
+    const row = (...fields: string[]) => dataRow(fields).subarray(5);
+    const catalog = parseLineageRows([
+      row('fn', '', '', ['1vnextval', '1iupper', '0vbump'].join('\x1f')),
+      row('v', 'public', 'ticker', " SELECT nextval('s'::regclass) AS n;"),
+      row('v', 'public', 'shout', ' SELECT upper(flags.name) AS u FROM flags;'),
+      row('m', 'public', 'snapshot', " SELECT nextval('s'::regclass) AS n;"),
+    ], new Map());
+    const e = catalogFunctionEffects(catalog);
+    expect(e.readWrites('public', 'ticker')).toBe('nextval');
+    expect(e.readWrites(undefined, 'ticker')).toBe('nextval');
+    expect(e.readWrites('public', 'shout')).toBeUndefined();
+    expect(e.readWrites('public', 'snapshot')).toBeUndefined(); // a materialized view does not run its definition when read
+    expect(e.writes(undefined, 'bump')).toBe(true);
+    expect(e.writes(undefined, 'upper')).toBe(false);
+    expect(readOnly.decideText('select * from ticker', undefined, e).decision.message).toContain('nextval() (reading view ticker)');
+  });
+});

@@ -9,30 +9,28 @@
 import type { LineageCatalog } from '../../masking/lineage-context.js';
 import type { LineageRelation } from '../../masking/lineage.js';
 import { ProtocolError } from './framer.js';
+import { analyzeQuery } from '../../policy/analysis.js';
 
-/** Rows of (kind, schema, name, value): v = view definition, p = parent "schema.name", b / o = function names joined by U+001F. */
+/*
+ * Rows of (kind, schema, name, value): fn = every function as builtin flag (1/0), volatility
+ * (i/s/v) and name, joined by U+001F; v / m = a user view's / materialized view's definition;
+ * p = a table's parent "schema.name".
+ */
+
+/** Functions with their volatility, and user views' definitions: what policy needs to judge calls (no column rules). */
+export const FUNCTIONS_SQL =
+  "SELECT 'fn', '', '', string_agg(DISTINCT (p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace)::int::text || p.provolatile::text || p.proname, chr(31)) " +
+  'FROM pg_catalog.pg_proc p ' +
+  // a view runs its definition when read (a materialized view does not): lineage follows both
+  "UNION ALL SELECT c.relkind::text, n.nspname, c.relname, pg_catalog.pg_get_viewdef(c.oid) FROM pg_catalog.pg_class c " +
+  "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('v','m') AND n.nspname NOT IN ('pg_catalog','information_schema')";
+
+/** Tables' parents too, for lineage (column rules), in one result with the functions and views. */
 export const LINEAGE_SQL =
-  "SELECT 'v', n.nspname, c.relname, pg_catalog.pg_get_viewdef(c.oid) FROM pg_catalog.pg_class c " +
-  "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('v','m') AND n.nspname NOT IN ('pg_catalog','information_schema') " +
-  "UNION ALL SELECT 'p', cn.nspname, c.relname, pn.nspname || '.' || p.relname FROM pg_catalog.pg_inherits i " +
+  "SELECT 'p', cn.nspname, c.relname, pn.nspname || '.' || p.relname FROM pg_catalog.pg_inherits i " +
   'JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace ' +
   'JOIN pg_catalog.pg_class p ON p.oid = i.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace ' +
-  "UNION ALL SELECT 'b', '', '', string_agg(DISTINCT p.proname, chr(31)) FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace " +
-  "UNION ALL SELECT 'o', '', '', string_agg(DISTINCT p.proname, chr(31)) FROM pg_catalog.pg_proc p WHERE p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace " +
-  // names with a volatile overload, in pg_catalog and elsewhere: a call of one may write (policy/function-effects.ts)
-  "UNION ALL SELECT 'vb', '', '', string_agg(DISTINCT p.proname, chr(31)) FROM pg_catalog.pg_proc p WHERE p.provolatile = 'v' AND p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace " +
-  "UNION ALL SELECT 'vo', '', '', string_agg(DISTINCT p.proname, chr(31)) FROM pg_catalog.pg_proc p WHERE p.provolatile = 'v' AND p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace " +
-  // what each user view runs when read: the functions ('f' schema.name) and relations ('r' schema.name) its rule depends on
-  "UNION ALL SELECT 'wv', n.nspname, c.relname, string_agg(DISTINCT CASE WHEN p.oid IS NOT NULL THEN 'f' || pn.nspname || '.' || p.proname " +
-  "ELSE 'r' || rn.nspname || '.' || rc.relname END, chr(31)) FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class " +
-  'JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ' +
-  "JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid " +
-  "LEFT JOIN pg_catalog.pg_proc p ON d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = d.refobjid " +
-  'LEFT JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace ' +
-  "LEFT JOIN pg_catalog.pg_class rc ON d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND rc.oid = d.refobjid AND rc.oid <> c.oid " +
-  'LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace ' +
-  "WHERE c.relkind = 'v' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND (p.oid IS NOT NULL OR rc.oid IS NOT NULL) " +
-  'GROUP BY n.nspname, c.relname';
+  `UNION ALL ${FUNCTIONS_SQL}`;
 
 /** One DataRow's text fields (NULL as undefined); the upstream's rows are input like any other. */
 export function dataRowFields(payload: Buffer, count: number): (string | undefined)[] {
@@ -55,30 +53,45 @@ export function parseLineageRows(rows: Buffer[], tables: ReadonlyMap<string, { n
     const dot = key.indexOf('.');
     relations.set(key, { schema: key.slice(0, dot), name: key.slice(dot + 1), columns: t.columns });
   }
-  let builtinFunctions = new Set<string>();
-  let otherFunctions = new Set<string>();
-  let volatileBuiltins = new Set<string>();
-  let volatileOthers = new Set<string>();
-  const viewDependencies = new Map<string, { functions: [string, string][]; relations: string[] }>();
+  const builtinFunctions = new Set<string>();
+  const otherFunctions = new Set<string>();
+  const volatileBuiltins = new Set<string>();
+  const volatileOthers = new Set<string>();
+  const viewDependencies = new Map<string, { functions: [string | undefined, string][]; relations: string[] }>();
   for (const payload of rows) {
     const [kind, schema, name, value] = dataRowFields(payload, 4);
     const rel = relations.get(`${schema}.${name}`);
-    if (kind === 'v' && rel && value !== undefined) rel.definition = value;
-    else if (kind === 'p' && rel && value !== undefined) (rel.parents ??= []).push(value);
-    else if (kind === 'b') builtinFunctions = new Set(value ? value.split('\x1f') : []);
-    else if (kind === 'o') otherFunctions = new Set(value ? value.split('\x1f') : []);
-    else if (kind === 'vb') volatileBuiltins = new Set(value ? value.split('\x1f') : []);
-    else if (kind === 'vo') volatileOthers = new Set(value ? value.split('\x1f') : []);
-    else if (kind === 'wv' && value) {
-      const deps = { functions: [] as [string, string][], relations: [] as string[] };
-      for (const d of value.split('\x1f')) {
-        const qualified = d.slice(1);
-        const dot = qualified.indexOf('.');
-        if (d[0] === 'f') deps.functions.push([qualified.slice(0, dot), qualified.slice(dot + 1)]);
-        else deps.relations.push(qualified);
+    if ((kind === 'v' || kind === 'm') && value !== undefined) {
+      if (rel) rel.definition = value;
+      if (kind === 'v') viewDependencies.set(`${schema}.${name}`, definitionCalls(value));
+    } else if (kind === 'p' && rel && value !== undefined) (rel.parents ??= []).push(value);
+    else if (kind === 'fn') {
+      for (const f of value ? value.split('\x1f') : []) {
+        const builtin = f[0] === '1';
+        const fname = f.slice(2);
+        (builtin ? builtinFunctions : otherFunctions).add(fname);
+        if (f[1] === 'v') (builtin ? volatileBuiltins : volatileOthers).add(fname);
       }
-      viewDependencies.set(`${schema}.${name}`, deps);
     }
   }
   return { relations, builtinFunctions, otherFunctions, volatileBuiltins, volatileOthers, viewDependencies };
+}
+
+/**
+ * What a view's definition calls and reads, from the real parser; names as pg_get_viewdef
+ * printed them (unqualified when visible on the catalog's search path, public). A definition
+ * that cannot be analysed calls an unknown function: reading the view may write.
+ */
+function definitionCalls(definition: string): { functions: [string | undefined, string][]; relations: string[] } {
+  let q;
+  try {
+    q = analyzeQuery(definition);
+  } catch {
+    q = undefined; // the parser is not loaded (a tool reading the catalog without it)
+  }
+  if (!q || q.error || !q.statements.length) return { functions: [[undefined, '(unreadable view definition)']], relations: [] };
+  return {
+    functions: q.statements.flatMap((s) => s.functions.map((f): [string | undefined, string] => [f.schema, f.name])),
+    relations: q.statements.flatMap((s) => s.relations.map((r) => `${r.schema ?? 'public'}.${r.name}`)),
+  };
 }

@@ -8,7 +8,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { ProtocolError } from './framer.js';
 import type { LineageCatalog } from '../../masking/lineage-context.js';
-import { LINEAGE_SQL, parseLineageRows } from './catalog-lineage.js';
+import { FUNCTIONS_SQL, LINEAGE_SQL, parseLineageRows } from './catalog-lineage.js';
 
 /** the catalog query and, for lineage (column rules), its views, parents and function names, in one round trip */
 
@@ -26,7 +26,7 @@ export const CATALOG_SQL =
 /** the catalog query and, for lineage (column rules), its views, parents and function names, in one round trip */
 export const CATALOG_WITH_LINEAGE_SQL = `${CATALOG_SQL};${LINEAGE_SQL}`;
 /** the same without the tables (no column rules): the functions, for the policy's judgement of calls */
-export const FUNCTION_CATALOG_SQL = `${CATALOG_SQL} AND false;${LINEAGE_SQL}`;
+export const FUNCTION_CATALOG_SQL = `SELECT 1 WHERE false;${FUNCTIONS_SQL}`;
 /** A relation as the catalog lists it. */
 export interface CatalogTable {
   /** "schema.table" */
