@@ -50,6 +50,31 @@ export interface KubeConnection {
 /** Responses masked in memory are bounded: a larger one is refused, not passed unmasked. */
 const MAX_MASKED_BODY = 64 << 20;
 /** hop-by-hop and credential headers never forwarded upstream */
+/** Subresources whose requests become streams (WebSocket or SPDY) after a 101. */
+const UPGRADABLE = new Set(['exec', 'attach', 'portforward']);
+/** What an agent may send after its upgrade request before the API server has answered it. */
+const MAX_BYTES_AHEAD_OF_UPGRADE = 1 << 20;
+/** The longest upgrade answer head read before it is given up on. */
+const MAX_UPGRADE_ANSWER_BYTES = 64 * 1024;
+
+/** Bytes held in order, bounded; push() says false once over the bound. */
+class ChunkBuffer {
+  private chunks: Buffer[] = [];
+  private bytes = 0;
+  constructor(private readonly max: number) {}
+  push(d: Buffer): boolean {
+    this.bytes += d.length;
+    if (this.bytes > this.max) return false;
+    this.chunks.push(d);
+    return true;
+  }
+  drain(): Buffer[] {
+    const out = this.chunks;
+    this.chunks = [];
+    return out;
+  }
+}
+
 const DROP_REQUEST_HEADERS = new Set(['authorization', 'connection', 'keep-alive', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'http2-settings', 'content-length']);
 const DROP_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'content-encoding', 'trailer', 'upgrade', 'proxy-connection']);
 
@@ -345,6 +370,10 @@ export class KubeProxy {
     const decision: Decision = info.invalid ? { action: 'deny', message: `invalid request path: ${info.invalid}` } : conn.judge.decide(info);
     this.decided(conn, req.method ?? 'GET', url, info, decision);
     if (decision.action !== 'allow') return fail(403, 'Forbidden', forbiddenMessage(info, decision));
+    // only these are streams: an Upgrade header on anything else (a GET of pods, h2c on /version) is no licence to relay raw bytes
+    if (!info.isResourceRequest || !UPGRADABLE.has(info.subresource)) {
+      return fail(400, 'BadRequest', 'interlock: only exec, attach and portforward requests may upgrade the connection');
+    }
     const target = conn.target;
     // as for requests: the stream starts once the recording is on disk
     if (conn.recording.whenStarted) {
@@ -384,25 +413,64 @@ export class KubeProxy {
       const lines = [`${req.method} ${url} HTTP/1.1`, `host: ${target.upstream.host}:${target.upstream.port}`, `connection: Upgrade`, `upgrade: ${req.headers.upgrade ?? ''}`];
       for (const [k, v] of Object.entries(headers)) for (const one of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${one}`);
       upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
-      if (head.length) upstream.write(head);
-      // from here on the bytes are the stream's own (WebSocket or SPDY frames), recorded with their timing
-      socket.on('data', (d: Buffer) => {
-        conn.recording.input(d);
-        if (!upstream.write(d)) socket.pause();
-      });
-      upstream.on('data', (d: Buffer) => {
-        conn.recording.output(d);
-        if (!socket.write(d)) upstream.pause();
-      });
-      upstream.on('drain', () => socket.resume());
-      socket.on('drain', () => upstream.resume());
-      socket.on('end', () => upstream.end());
+      // nothing more of the agent's goes upstream until the API server has switched protocols (101):
+      // bytes sent ahead could otherwise be read there as further requests, unjudged
+      const ahead = new ChunkBuffer(MAX_BYTES_AHEAD_OF_UPGRADE);
+      if (head.length) ahead.push(head);
+      const early = (d: Buffer) => {
+        if (!ahead.push(d)) fail(400, 'BadRequest', `interlock: over ${MAX_BYTES_AHEAD_OF_UPGRADE} bytes sent before the upgrade was answered`);
+      };
+      socket.on('data', early);
+      let answer = Buffer.alloc(0);
+      const onAnswer = (d: Buffer) => {
+        answer = Buffer.concat([answer, d]);
+        const end = answer.indexOf('\r\n\r\n');
+        if (end < 0) {
+          if (answer.length > MAX_UPGRADE_ANSWER_BYTES) refuseAnswer('an answer without an end of headers');
+          return;
+        }
+        upstream.off('data', onAnswer);
+        const status = /^HTTP\/1\.[01] (\d{3})/.exec(answer.toString('latin1', 0, Math.min(end, 64)))?.[1];
+        if (status !== '101') return refuseAnswer(`status ${status ?? 'unreadable'}`);
+        socket.off('data', early);
+        conn.recording.output(answer);
+        socket.write(answer);
+        for (const chunk of ahead.drain()) {
+          conn.recording.input(chunk);
+          upstream.write(chunk);
+        }
+        this.relayStream(conn, socket, upstream);
+      };
+      // the API server did not switch protocols: its answer is not relayed raw, and the connection ends here
+      const refuseAnswer = (what: string) => {
+        upstream.off('data', onAnswer);
+        upstream.removeAllListeners('error');
+        upstream.on('error', () => {});
+        upstream.destroy();
+        fail(502, 'BadGateway', `interlock: ${target.name} did not switch protocols for this upgrade (${what}); the connection ends`);
+      };
+      upstream.on('data', onAnswer);
       upstream.on('end', () => socket.end());
       socket.on('error', () => upstream.destroy());
       upstream.on('error', () => socket.destroy());
       socket.on('close', () => upstream.destroy());
       upstream.on('close', () => socket.destroy());
     });
+  }
+
+  /** After a 101: the bytes are the stream's own (WebSocket or SPDY frames), recorded with their timing. */
+  private relayStream(conn: KubeConnection, socket: Duplex, upstream: Duplex): void {
+    socket.on('data', (d: Buffer) => {
+      conn.recording.input(d);
+      if (!upstream.write(d)) socket.pause();
+    });
+    upstream.on('data', (d: Buffer) => {
+      conn.recording.output(d);
+      if (!socket.write(d)) upstream.pause();
+    });
+    upstream.on('drain', () => socket.resume());
+    socket.on('drain', () => upstream.resume());
+    socket.on('end', () => upstream.end());
   }
 
   // --- upstream --------------------------------------------------------------------------
