@@ -186,6 +186,25 @@ describe.skipIf(!enabled)('SSH through the redirect', () => {
     expect(r.stdout).not.toContain('must-not-pass');
   });
 
+  it('values from the agent are data: a terminal type or an env value that bash would evaluate never reaches the server', async () => {
+    const termMarker = `/tmp/il-ssh-term-${process.pid}`;
+    const envMarker = `/tmp/il-ssh-env-${process.pid}`;
+    const base = ['-F', '/dev/null', '-o', `UserKnownHostsFile=${agentKnownHosts}`, '-o', 'BatchMode=yes'];
+    // arithmetic evaluates a subscript's $(…): the payload would run touch on the server
+    const term = await runAgent(env.cg('ci-bot.service'), 'ssh', [...base, '-tt', `${SSH_USER}@${HOST}`, 'echo $((TERM))'],
+      { env: { TERM: `a[$(touch ${termMarker})]` } });
+    const lc = await runAgent(env.cg('ci-bot.service'), 'ssh', [...base, '-o', 'SendEnv=IL_X', `${SSH_USER}@${HOST}`, 'echo $((IL_X))'],
+      { env: { IL_X: `a[$(touch ${envMarker})]` } });
+    expect(existsSync(termMarker), `the server ran the TERM payload (${term.stdout}${term.stderr})`).toBe(false);
+    expect(existsSync(envMarker), `the server ran the env payload (${lc.stdout}${lc.stderr})`).toBe(false);
+    await waitForAudit(env.auditFile, (l) => l.event === 'command' && l.via === 'pty' && l.decision === 'deny' && String(l.command).startsWith('TERM='));
+    await waitForAudit(env.auditFile, (l) => l.event === 'command' && l.via === 'env' && l.decision === 'deny' && l.command === 'IL_X=…');
+    // a plain terminal name and a plain value still pass
+    const plain = await runAgent(env.cg('ci-bot.service'), 'ssh', [...base, '-tt', '-o', 'SendEnv=IL_OK', `${SSH_USER}@${HOST}`, 'printenv TERM IL_OK'],
+      { env: { TERM: 'xterm-256color', IL_OK: 'plain-value' } });
+    expect(plain.stdout.replace(/\r/g, '')).toBe('xterm-256color\nplain-value\n');
+  });
+
   it('records the session: decisions, output and the exit, and the agent never holds the upstream key', async () => {
     const r = await ssh([`${SSH_USER}@${HOST}`, 'echo recorded-output-marker']);
     expect(r.stdout).toBe('recorded-output-marker\n');

@@ -21,6 +21,7 @@ import { DEFAULT_LIMITS, LIMIT_FIELDS } from '../../config/limits.js';
 import { readSecret } from '../../config/targets.js';
 import type { Decision } from '../../policy/rules.js';
 import { NOT_RECORDED, type SessionRecording } from '../../recording/recorder.js';
+import { envValueProblem, terminalNameProblem } from '../../policy/agent-values.js';
 import { globToRegExp } from '../../util/glob.js';
 import type { HostKey } from './host-key.js';
 import { checkHostKey, parseKnownHosts } from './known-hosts.js';
@@ -242,7 +243,13 @@ export class SshSession {
 
   private onSessionChannel(session: Session): void {
     const state: ChannelState = { no: this.channels++, env: {} };
-    session.on('pty', (accept, _reject, info) => {
+    session.on('pty', (accept, reject, info) => {
+      // the terminal type becomes the remote $TERM: data of a checked shape, never code
+      const termProblem = terminalNameProblem(String(info.term));
+      if (termProblem) {
+        this.opts.hooks.audit('command', { via: 'pty', command: `TERM=${clip(String(info.term))}`, decision: 'deny', message: termProblem });
+        return reject?.();
+      }
       state.pty = { term: info.term, cols: info.cols, rows: info.rows, width: info.width, height: info.height, modes: info.modes as Record<string, number> };
       this.rec.note({ k: 'resize', cols: info.cols, rows: info.rows, ch: state.no });
       accept?.();
@@ -254,7 +261,11 @@ export class SshSession {
         this.opts.hooks.audit('limit.exceeded', { via: 'env', name: clip(key), bytes: Buffer.byteLength(val), max: MAX_ENV_VALUE_BYTES, maxVars: MAX_ENV_VARS });
         return reject?.();
       }
-      if (this.envAllowed.some((r) => r.test(info.key))) {
+      const valueProblem = this.envAllowed.some((r) => r.test(info.key)) ? envValueProblem(key, val) : undefined;
+      if (valueProblem) {
+        this.opts.hooks.audit('command', { via: 'env', command: `${key}=…`, decision: 'deny', message: valueProblem });
+        reject?.();
+      } else if (this.envAllowed.some((r) => r.test(info.key))) {
         state.env[info.key] = info.val;
         accept?.();
       } else {
