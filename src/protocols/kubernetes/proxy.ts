@@ -7,6 +7,7 @@
  * One server for all agents: a connection's who and what (admission) is looked up by
  * its client address, taken from the BPF flow when the connection was accepted.
  */
+import { ChunkQueue } from '../../util/chunk-queue.js';
 import { connect as tlsConnect, type SecureContextOptions } from 'node:tls';
 import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import { Agent, request as httpsRequest } from 'node:https';
@@ -56,24 +57,6 @@ const UPGRADABLE = new Set(['exec', 'attach', 'portforward']);
 const MAX_BYTES_AHEAD_OF_UPGRADE = 1 << 20;
 /** The longest upgrade answer head read before it is given up on. */
 const MAX_UPGRADE_ANSWER_BYTES = 64 * 1024;
-
-/** Bytes held in order, bounded; push() says false once over the bound. */
-class ChunkBuffer {
-  private chunks: Buffer[] = [];
-  private bytes = 0;
-  constructor(private readonly max: number) {}
-  push(d: Buffer): boolean {
-    this.bytes += d.length;
-    if (this.bytes > this.max) return false;
-    this.chunks.push(d);
-    return true;
-  }
-  drain(): Buffer[] {
-    const out = this.chunks;
-    this.chunks = [];
-    return out;
-  }
-}
 
 const DROP_REQUEST_HEADERS = new Set(['authorization', 'connection', 'keep-alive', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'http2-settings', 'content-length']);
 const DROP_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'content-encoding', 'trailer', 'upgrade', 'proxy-connection']);
@@ -415,10 +398,11 @@ export class KubeProxy {
       upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
       // nothing more of the agent's goes upstream until the API server has switched protocols (101):
       // bytes sent ahead could otherwise be read there as further requests, unjudged
-      const ahead = new ChunkBuffer(MAX_BYTES_AHEAD_OF_UPGRADE);
-      if (head.length) ahead.push(head);
+      const ahead = new ChunkQueue();
+      ahead.push(head);
       const early = (d: Buffer) => {
-        if (!ahead.push(d)) fail(400, 'BadRequest', `interlock: over ${MAX_BYTES_AHEAD_OF_UPGRADE} bytes sent before the upgrade was answered`);
+        ahead.push(d);
+        if (ahead.length > MAX_BYTES_AHEAD_OF_UPGRADE) fail(400, 'BadRequest', `interlock: over ${MAX_BYTES_AHEAD_OF_UPGRADE} bytes sent before the upgrade was answered`);
       };
       socket.on('data', early);
       let answer = Buffer.alloc(0);
@@ -435,9 +419,10 @@ export class KubeProxy {
         socket.off('data', early);
         conn.recording.output(answer);
         socket.write(answer);
-        for (const chunk of ahead.drain()) {
-          conn.recording.input(chunk);
-          upstream.write(chunk);
+        if (ahead.length) {
+          const sentAhead = ahead.take(ahead.length);
+          conn.recording.input(sentAhead);
+          upstream.write(sentAhead);
         }
         this.relayStream(conn, socket, upstream);
       };

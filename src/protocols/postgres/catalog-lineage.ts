@@ -8,7 +8,7 @@
  */
 import type { LineageCatalog } from '../../masking/lineage-context.js';
 import type { LineageRelation } from '../../masking/lineage.js';
-import { ProtocolError } from './framer.js';
+import { dataRowFields } from './data-row.js';
 import { analyzeQuery } from '../../policy/analysis.js';
 
 /*
@@ -32,19 +32,6 @@ export const LINEAGE_SQL =
   'JOIN pg_catalog.pg_class p ON p.oid = i.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace ' +
   `UNION ALL ${FUNCTIONS_SQL}`;
 
-/** One DataRow's text fields (NULL as undefined); the upstream's rows are input like any other. */
-export function dataRowFields(payload: Buffer, count: number): (string | undefined)[] {
-  const fields: (string | undefined)[] = [];
-  let at = 2;
-  for (let i = 0; i < count; i++) {
-    if (at + 4 > payload.length) throw new ProtocolError('catalog row ends inside a field');
-    const len = payload.readInt32BE(at);
-    if (at + 4 + Math.max(len, 0) > payload.length) throw new ProtocolError('catalog row field runs past the row');
-    fields.push(len < 0 ? undefined : payload.toString('utf8', at + 4, at + 4 + len));
-    at += 4 + Math.max(len, 0);
-  }
-  return fields;
-}
 
 /** The lineage catalog from LINEAGE_SQL's rows and the relations (with columns) already read. */
 export function parseLineageRows(rows: Buffer[], tables: ReadonlyMap<string, { name: string; columns: string[] }>): LineageCatalog {

@@ -9,6 +9,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { ProtocolError } from './framer.js';
 import type { LineageCatalog } from '../../masking/lineage-context.js';
 import { FUNCTIONS_SQL, LINEAGE_SQL, parseLineageRows } from './catalog-lineage.js';
+import { dataRowFields } from './data-row.js';
 
 /** the catalog query and, for lineage (column rules), its views, parents and function names, in one round trip */
 
@@ -113,15 +114,5 @@ function tableOf([oid, schema, relname, names, attnums]: string[]): { oid: numbe
 
 /** The first `count` fields of a DataRow payload, as text ('' for NULL). */
 function readFields(payload: Buffer, count: number): string[] {
-  const fields: string[] = [];
-  let at = 2;
-  for (let i = 0; i < count; i++) {
-    // the upstream's rows are input like any other: a short one is a protocol error, not a read past the end
-    if (at + 4 > payload.length) throw new ProtocolError('catalog row ends inside a field');
-    const len = payload.readInt32BE(at);
-    if (at + 4 + Math.max(len, 0) > payload.length) throw new ProtocolError('catalog row field runs past the row');
-    fields.push(len < 0 ? '' : payload.toString('utf8', at + 4, at + 4 + len));
-    at += 4 + Math.max(len, 0);
-  }
-  return fields;
+  return dataRowFields(payload, count).map((f) => f ?? '');
 }

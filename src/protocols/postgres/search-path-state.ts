@@ -76,7 +76,8 @@ export class SessionSearchPath {
   /** Every path a statement of this message may run under (for naming the table a COPY reads). */
   pathsDuring(verdict: QueryVerdict, protocol: 'simple' | 'extended'): readonly SearchPath[] {
     const base = this.pathsFor(protocol).fallback;
-    const set = (verdict.pathEffects ?? []).flat().flatMap((e) => (e.kind === 'set' ? [e.path] : []));
+    if (!verdict.pathEffects) return base; // the per-statement common case: nothing to add, nothing allocated
+    const set = verdict.pathEffects.flat().flatMap((e) => (e.kind === 'set' ? [e.path] : []));
     return set.length ? pathsInEffect([...base, ...set]).current : base;
   }
 

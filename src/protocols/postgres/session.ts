@@ -19,7 +19,7 @@ import { MessageFramer, MessageTooLarge, ProtocolError, type Frame } from './fra
 import { parseStartupPacket, serializeStartup } from './startup.js';
 import { Denials, type Refusal } from './denial.js';
 import { verdictJson, type Decision, type QueryVerdict } from '../../policy/rules.js';
-import { resolveRelation, type PathsInEffect, type SearchPath } from '../../policy/search-path.js';
+import type { PathsInEffect } from '../../policy/search-path.js';
 import { SessionSearchPath } from './search-path-state.js';
 import type { Outcome, Ticket } from '../../approvals/service.js';
 import type { Masker } from '../../masking/plan.js';
